@@ -1,0 +1,53 @@
+/* template.h - chat templates rendered by hand-written C for the formats r1d
+ * serves, equal byte for byte to transformers' apply_chat_template with the
+ * published Jinja templates:
+ *   r1-distill  DeepSeek-R1 distills (Qwen and Llama flavours): <｜User｜>...
+ *               <｜Assistant｜>, generation prompt ends "<think>\n", earlier
+ *               assistant turns keep only the text after their last </think>.
+ *   deepseek-v3 DeepSeek-V3's own template.
+ *   qwen3       Qwen3's ChatML template with its <think> handling.
+ *   chatml      plain Qwen2/2.5 ChatML (<|im_start|>role\n...<|im_end|>\n).
+ *   llama3      Llama-3 (<|start_header_id|>role<|end_header_id|>\n\n...).
+ *   r1-zero     the plain R1-Zero prompt of ../shared/design/RL.md.
+ * The kind is recognised from tokenizer_config.json's chat_template. */
+#ifndef R1D_ENGINE_TEXT_TEMPLATE_H
+#define R1D_ENGINE_TEXT_TEMPLATE_H
+
+#include <stddef.h>
+
+#include "../../common/status.h"
+
+typedef struct r1d_chat_message {
+  const char *role;    /* "system", "user", "assistant" */
+  const char *content; /* never NULL ("" for empty) */
+  const char *reasoning_content; /* optional (NULL): an assistant's thoughts */
+} r1d_chat_message;
+
+typedef struct r1d_template r1d_template;
+
+/* Reads dir/tokenizer_config.json: chat_template (string, or list of named
+ * templates: "default" is used), bos_token and eos_token (string or
+ * {"content": ...}). Recognises the template kind; an unknown template fails
+ * with R1D_EUNSUPPORTED naming the file. */
+int r1d_template_load_dir(const char *dir, r1d_template **out, r1d_error *err);
+
+/* A template by name (list above) with the given bos/eos strings. */
+int r1d_template_from_name(const char *name, const char *bos, const char *eos,
+                           r1d_template **out, r1d_error *err);
+void r1d_template_free(r1d_template *t);
+const char *r1d_template_name(const r1d_template *t);
+
+/* Renders messages into a malloc'ed string. add_generation_prompt appends the
+ * assistant header (for r1-distill: "<｜Assistant｜><think>\n"). Unknown roles
+ * fail with R1D_EINVAL. */
+int r1d_template_render(const r1d_template *t, const r1d_chat_message *msgs,
+                        size_t n, int add_generation_prompt, char **out,
+                        r1d_error *err);
+
+/* Parses a JSON array of {"role", "content"[, "reasoning_content"]} from text.
+ * On success *msgs (and the strings they point to) live in one allocation
+ * freed with free(*msgs). */
+int r1d_chat_messages_parse(const char *json_text, r1d_chat_message **msgs,
+                            size_t *n, r1d_error *err);
+
+#endif
