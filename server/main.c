@@ -1,2 +1,106 @@
-/* placeholder */
-int main(void) { return 0; }
+/* main.c - the r1d binary: subcommand dispatch and `r1d help CMD`. Each
+ * subcommand lives in its own cmd_*.c file and returns the process status. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *help;
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"generate", cmd_generate, cmd_generate_help,
+     "generate text from a prompt or chat messages"},
+    {"tokenize", cmd_tokenize, cmd_tokenize_help,
+     "encode JSON strings to token ids (or decode)"},
+    {"template", cmd_template, cmd_template_help,
+     "render chat messages with the model's chat template"},
+    {"model", cmd_model, cmd_model_help,
+     "model folders: `r1d model init` makes a random one"},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void print_usage(FILE *f) {
+  fprintf(f, "r1d %s - serve and train DeepSeek-R1-style reasoning models\n\n"
+             "usage: r1d COMMAND [OPTIONS]\n\ncommands:\n",
+          R1D_VERSION);
+  for (int i = 0; i < n_commands; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "  %-10s %s\n", "help", "r1d help COMMAND prints its options");
+  fprintf(f, "  %-10s %s\n", "version", "print the version");
+}
+
+static const command *find_command(const char *name) {
+  for (int i = 0; i < n_commands; i++)
+    if (strcmp(commands[i].name, name) == 0) return &commands[i];
+  return NULL;
+}
+
+int cli_usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("r1d: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return CLI_EXIT_USAGE;
+}
+
+int cli_report(const r1d_error *err) {
+  fprintf(stderr, "r1d: %s\n", err->msg[0] ? err->msg : r1d_strerror(err->code));
+  return err->code == R1D_ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
+}
+
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out) {
+  char *end = NULL;
+  if (!s || !*s) return -1;
+  long long v = strtoll(s, &end, 10);
+  if (*end != '\0' || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+int cli_parse_float(const char *s, double lo, double hi, double *out) {
+  char *end = NULL;
+  if (!s || !*s) return -1;
+  double v = strtod(s, &end);
+  if (*end != '\0' || !(v >= lo && v <= hi)) return -1;
+  *out = v;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return CLI_EXIT_USAGE;
+  }
+  const char *name = argv[1];
+  if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 ||
+      strcmp(name, "-h") == 0) {
+    if (argc < 3) {
+      print_usage(stdout);
+      return CLI_EXIT_OK;
+    }
+    const command *c = find_command(argv[2]);
+    if (!c) return cli_usage_error("unknown command '%s'", argv[2]);
+    fputs(c->help, stdout);
+    return CLI_EXIT_OK;
+  }
+  if (strcmp(name, "version") == 0 || strcmp(name, "--version") == 0) {
+    printf("r1d %s\n", R1D_VERSION);
+    return CLI_EXIT_OK;
+  }
+  const command *c = find_command(name);
+  if (!c) {
+    cli_usage_error("unknown command '%s' (try `r1d help`)", name);
+    return CLI_EXIT_USAGE;
+  }
+  /* Subcommands parse argv[1..] so that getopt sees their name as argv[0]. */
+  return c->run(argc - 1, argv + 1);
+}

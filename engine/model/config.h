@@ -33,7 +33,7 @@ typedef struct r1d_config {
   float rope_high_freq_factor;
   int rope_original_max_position;
   int tie_word_embeddings;
-  int qkv_bias; /* Qwen2: q/k/v projections carry a bias */
+  int qkv_bias;     /* Qwen2: q/k/v projections carry a bias */
   int bos_token_id; /* -1 when absent */
   int eos_token_ids[R1D_MAX_EOS];
   int n_eos;
@@ -43,7 +43,12 @@ typedef struct r1d_config {
 /* Parses config.json text. `path` only names the file in error messages.
  * Validates: known architecture, positive sizes, heads divide hidden size
  * (unless head_dim is given), num_heads % num_kv_heads == 0, rope_scaling
- * type known ("llama3", or absent/null/"default"). */
+ * type known ("llama3", or absent/null/"default"). Reads both the
+ * transformers 4 layout (rope_theta + rope_scaling) and the transformers 5
+ * one ("rope_parameters" holding rope_theta and rope_type). Features that
+ * change the maths and are not implemented (sliding-window layers, Llama
+ * attention_bias/mlp_bias, activations other than silu) fail with
+ * R1D_EUNSUPPORTED. */
 int r1d_config_parse(const char *json_text, const char *path, r1d_config *cfg,
                      r1d_error *err);
 
@@ -51,8 +56,9 @@ int r1d_config_parse(const char *json_text, const char *path, r1d_config *cfg,
  * bos_token_id / eos_token_id, int or list, override config.json's). */
 int r1d_config_load(const char *dir, r1d_config *cfg, r1d_error *err);
 
-/* inv_freq[head_dim/2] with rope_theta and any rope scaling applied, exactly as
- * transformers' ROPE_INIT_FUNCTIONS compute it (in double, stored as float). */
+/* inv_freq[head_dim/2] with rope_theta and any rope scaling applied, as
+ * transformers' ROPE_INIT_FUNCTIONS compute it: the same float32 steps, the
+ * pow in double rounded once (within 1-2 ulp of torch's vectorised powf). */
 void r1d_config_rope_inv_freq(const r1d_config *cfg, float *inv_freq);
 
 /* Number of parameters the config implies (for reports). */

@@ -1,1 +1,226 @@
-/* placeholder: being written */
+/* init.c - seeded random model folders (see init.h). The weights follow the
+ * usual Hugging Face initialisation (normal, std 0.02; norms 1; biases 0) so a
+ * freshly made model behaves like an untrained transformer, not like zeros. */
+#include "init.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../../common/file.h"
+#include "../text/tokenizer.h"
+#include "weights.h"
+
+const char *const r1d_init_added_tokens[] = {
+    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>",
+    "<｜User｜>",              "<｜Assistant｜>",        "<think>",
+    "</think>",                "<answer>",               "</answer>",
+};
+const int r1d_init_n_added_tokens =
+    (int)(sizeof r1d_init_added_tokens / sizeof r1d_init_added_tokens[0]);
+
+enum { BYTE_TOKENS = 256, BOS_ID = 256, EOS_ID = 257, PAD_ID = 258 };
+
+/* An R1-distill-format template of our own (the published one without its
+ * tool-call branches): the last system message first, user turns after
+ * <｜User｜>, earlier assistant turns keep only what follows their last
+ * </think>, and the generation prompt opens the thought. */
+static const char chat_template[] =
+    "{% if not add_generation_prompt is defined %}"
+    "{% set add_generation_prompt = false %}{% endif %}"
+    "{% set ns = namespace(system_prompt='') %}"
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}"
+    "{% set ns.system_prompt = message['content'] %}"
+    "{%- endif %}{%- endfor %}"
+    "{{ bos_token }}{{ ns.system_prompt }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' %}"
+    "{{ '<｜User｜>' + message['content'] }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{% set content = message['content'] %}"
+    "{% if '</think>' in content %}"
+    "{% set content = content.split('</think>')[-1] %}{% endif %}"
+    "{{ '<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>' }}"
+    "{%- endif %}{%- endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}";
+
+int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
+                     r1d_error *err) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->arch = arch;
+  /* 256 bytes + added tokens, rounded up to a multiple of 16. */
+  cfg->vocab_size = (BYTE_TOKENS + r1d_init_n_added_tokens + 15) / 16 * 16;
+  if (strcmp(preset, "tiny") == 0) {
+    cfg->hidden_size = 128;
+    cfg->intermediate_size = 384;
+    cfg->num_layers = 4;
+    cfg->num_heads = 4;
+    cfg->num_kv_heads = 2;
+    cfg->max_position_embeddings = 2048;
+  } else if (strcmp(preset, "small") == 0) {
+    cfg->hidden_size = 768;
+    cfg->intermediate_size = 2304;
+    cfg->num_layers = 14;
+    cfg->num_heads = 12;
+    cfg->num_kv_heads = 4;
+    cfg->max_position_embeddings = 4096;
+  } else {
+    return r1d_fail(err, R1D_EINVAL,
+                    "unknown preset '%s' (expected tiny or small)", preset);
+  }
+  cfg->head_dim = cfg->hidden_size / cfg->num_heads;
+  cfg->rms_norm_eps = 1e-6f;
+  cfg->rope_theta = 10000.0f;
+  cfg->rope_type = R1D_ROPE_DEFAULT;
+  cfg->tie_word_embeddings = 1;
+  cfg->qkv_bias = arch == R1D_ARCH_QWEN2;
+  cfg->bos_token_id = BOS_ID;
+  cfg->eos_token_ids[0] = EOS_ID;
+  cfg->n_eos = 1;
+  snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "float32");
+  return R1D_OK;
+}
+
+/* splitmix64: a tiny, well-mixed generator; seeds make folders repeatable. */
+static uint64_t splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *state) {
+  return ((double)(splitmix64(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+typedef struct fill_ctx {
+  uint64_t rng;
+} fill_ctx;
+
+static int fill_tensor(void *user, const char *name, int ndim,
+                       const int64_t *shape, float *data) {
+  fill_ctx *fc = user;
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  size_t len = strlen(name);
+  int is_norm = strstr(name, "norm") != NULL;
+  int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (is_norm) {
+      data[i] = 1.0f;
+    } else if (is_bias) {
+      data[i] = 0.0f;
+    } else { /* Box-Muller */
+      double u1 = uniform01(&fc->rng), u2 = uniform01(&fc->rng);
+      data[i] = (float)(0.02 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    }
+  }
+  return 0;
+}
+
+static int write_json(const char *dir, const char *name, json_t *obj,
+                      r1d_error *err) {
+  char *path = r1d_path_join(dir, name);
+  char *text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  int rc;
+  if (!path || !text) {
+    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
+  } else {
+    size_t n = strlen(text);
+    char *withnl = malloc(n + 2);
+    if (!withnl) {
+      rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
+    } else {
+      memcpy(withnl, text, n);
+      withnl[n] = '\n';
+      rc = r1d_write_file_atomic(path, withnl, n + 1, err);
+      free(withnl);
+    }
+  }
+  free(path);
+  free(text);
+  json_decref(obj);
+  return rc;
+}
+
+static json_t *config_json(const r1d_config *c) {
+  int qwen = c->arch == R1D_ARCH_QWEN2;
+  json_t *o = json_object();
+  json_object_set_new(o, "architectures",
+                      json_pack("[s]", qwen ? "Qwen2ForCausalLM"
+                                            : "LlamaForCausalLM"));
+  json_object_set_new(o, "model_type", json_string(qwen ? "qwen2" : "llama"));
+  json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
+  json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));
+  json_object_set_new(o, "intermediate_size",
+                      json_integer(c->intermediate_size));
+  json_object_set_new(o, "num_hidden_layers", json_integer(c->num_layers));
+  json_object_set_new(o, "num_attention_heads", json_integer(c->num_heads));
+  json_object_set_new(o, "num_key_value_heads", json_integer(c->num_kv_heads));
+  json_object_set_new(o, "head_dim", json_integer(c->head_dim));
+  json_object_set_new(o, "max_position_embeddings",
+                      json_integer(c->max_position_embeddings));
+  json_object_set_new(o, "rms_norm_eps", json_real(c->rms_norm_eps));
+  json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
+  json_object_set_new(o, "hidden_act", json_string("silu"));
+  json_object_set_new(o, "tie_word_embeddings",
+                      json_boolean(c->tie_word_embeddings));
+  if (!qwen) {
+    json_object_set_new(o, "attention_bias", json_false());
+    json_object_set_new(o, "mlp_bias", json_false());
+  }
+  json_object_set_new(o, "bos_token_id", json_integer(c->bos_token_id));
+  json_object_set_new(o, "eos_token_id", json_integer(c->eos_token_ids[0]));
+  json_object_set_new(o, "torch_dtype", json_string("float32"));
+  return o;
+}
+
+static json_t *tokenizer_config_json(void) {
+  json_t *o = json_object();
+  json_object_set_new(o, "tokenizer_class", json_string("PreTrainedTokenizerFast"));
+  json_object_set_new(o, "bos_token", json_string(r1d_init_added_tokens[0]));
+  json_object_set_new(o, "eos_token", json_string(r1d_init_added_tokens[1]));
+  json_object_set_new(o, "pad_token", json_string(r1d_init_added_tokens[2]));
+  json_object_set_new(o, "add_bos_token", json_false());
+  json_object_set_new(o, "add_eos_token", json_false());
+  json_object_set_new(o, "model_max_length", json_integer(4096));
+  json_object_set_new(o, "chat_template", json_string(chat_template));
+  return o;
+}
+
+int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
+                       uint64_t seed, r1d_error *err) {
+  if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
+    return r1d_fail(err, R1D_EIO, "%s: cannot create: %s", out_dir,
+                    strerror(errno));
+  r1d_weights w;
+  if (r1d_weights_alloc(cfg, &w) != 0)
+    return r1d_fail(err, R1D_ENOMEM, "%s: out of memory for weights", out_dir);
+  fill_ctx fc = {.rng = seed ^ 0x5EED5EED5EEDull};
+  int rc = r1d_weights_visit(cfg, &w, fill_tensor, &fc);
+  if (rc == 0) rc = r1d_weights_save(out_dir, cfg, &w, 0, err);
+  r1d_weights_free(&w);
+  if (rc) return rc;
+
+  char *tok_path = r1d_path_join(out_dir, "tokenizer.json");
+  if (!tok_path) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+  rc = r1d_tokenizer_write_bytelevel(tok_path, NULL, 0, r1d_init_added_tokens,
+                                     r1d_init_n_added_tokens, err);
+  free(tok_path);
+  if (rc) return rc;
+
+  rc = write_json(out_dir, "config.json", config_json(cfg), err);
+  if (rc) return rc;
+  json_t *gen = json_pack("{s:i, s:i, s:f, s:f}", "bos_token_id",
+                          cfg->bos_token_id, "eos_token_id",
+                          cfg->eos_token_ids[0], "temperature", 0.6,
+                          "top_p", 0.95);
+  rc = write_json(out_dir, "generation_config.json", gen, err);
+  if (rc) return rc;
+  return write_json(out_dir, "tokenizer_config.json", tokenizer_config_json(),
+                    err);
+}

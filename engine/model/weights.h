@@ -5,18 +5,20 @@
 #ifndef R1D_ENGINE_MODEL_WEIGHTS_H
 #define R1D_ENGINE_MODEL_WEIGHTS_H
 
+#include <stdint.h>
+
 #include "../../common/status.h"
 #include "config.h"
 
 typedef struct r1d_layer_weights {
-  float *attn_norm;        /* [hidden]              input_layernorm */
-  float *q_w, *q_b;        /* [heads*hd, hidden], [heads*hd] (bias Qwen2 only) */
-  float *k_w, *k_b;        /* [kv*hd, hidden], [kv*hd] */
-  float *v_w, *v_b;        /* [kv*hd, hidden], [kv*hd] */
-  float *o_w;              /* [hidden, heads*hd] */
-  float *ffn_norm;         /* [hidden]              post_attention_layernorm */
-  float *gate_w, *up_w;    /* [inter, hidden] */
-  float *down_w;           /* [hidden, inter] */
+  float *attn_norm;     /* [hidden]              input_layernorm */
+  float *q_w, *q_b;     /* [heads*hd, hidden], [heads*hd] (bias Qwen2 only) */
+  float *k_w, *k_b;     /* [kv*hd, hidden], [kv*hd] */
+  float *v_w, *v_b;     /* [kv*hd, hidden], [kv*hd] */
+  float *o_w;           /* [hidden, heads*hd] */
+  float *ffn_norm;      /* [hidden]              post_attention_layernorm */
+  float *gate_w, *up_w; /* [inter, hidden] */
+  float *down_w;        /* [hidden, inter] */
 } r1d_layer_weights;
 
 typedef struct r1d_weights {
@@ -39,7 +41,8 @@ int r1d_weights_alloc(const r1d_config *cfg, r1d_weights *w);
 void r1d_weights_free(r1d_weights *w);
 
 /* Visits every tensor with its Hugging Face name and shape, in a fixed order
- * (embed, layers..., norm, lm_head unless tied). Used by the writer and tests. */
+ * (embed, layers..., norm, lm_head unless tied). Used by the writer and tests.
+ */
 typedef int (*r1d_weights_visit_fn)(void *user, const char *name, int ndim,
                                     const int64_t *shape, float *data);
 int r1d_weights_visit(const r1d_config *cfg, r1d_weights *w,

@@ -33,7 +33,10 @@ typedef struct r1d_sampling_params {
 
 /* Defaults: temperature 1, top_p 1, top_k off, min_p 0, penalties off, seed 0. */
 void r1d_sampling_params_default(r1d_sampling_params *p);
-/* Checks ranges; R1D_EINVAL with a message naming the field. */
+/* Checks ranges; R1D_EINVAL with a message naming the field and value.
+ * temperature [0, 2] (below 1e-5 is greedy), top_p (0, 1], top_k >= -1,
+ * min_p [0, 1], presence/frequency [-2, 2], repetition (0, 2], logit_bias
+ * ids in [0, vocab) with bias in [-100, 100]. */
 int r1d_sampling_params_validate(const r1d_sampling_params *p, int vocab,
                                  r1d_error *err);
 
@@ -53,7 +56,9 @@ typedef struct r1d_top_logprob {
 /* Picks the next token from logits[vocab] (the buffer is modified). Writes the
  * token's raw logprob to *logprob (may be NULL) and the n_top most likely
  * tokens (raw) to top[] (may be NULL when n_top is 0), sorted descending.
- * Records the token as generated (for penalties). Returns the token id. */
+ * Records the token as generated (for penalties). Returns the token id.
+ * Equal scores order by lower id (greedy ties, top[], top-k); when n_top
+ * exceeds vocab the extra entries are {-1, -inf}. Never allocates. */
 int32_t r1d_sampler_sample(r1d_sampler *s, float *logits, float *logprob,
                            r1d_top_logprob *top, int n_top);
 

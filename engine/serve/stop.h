@@ -18,7 +18,13 @@ void r1d_stop_free(r1d_stop *s);
 /* Feeds a text piece. Appends to *emit (malloc'ed, NUL-terminated, caller
  * frees; *emit_len its length) the text that is now safe to show. Returns 1
  * when a stop string matched (text from the match on is dropped and the
- * generation should end), 0 otherwise, negative on allocation failure. */
+ * generation should end), 0 otherwise, negative on allocation failure.
+ * *emit must be NULL (then *emit_len is ignored) or a buffer from an earlier
+ * feed/flush with its length in *emit_len; on success it is never NULL.
+ * Several stop strings: the earliest match position wins (stop strings that
+ * match at the same position leave the same visible text). Comparison is
+ * bytewise; with valid UTF-8 stop strings and text, cuts fall on character
+ * boundaries. After a match, further feeds emit nothing and return 1. */
 int r1d_stop_feed(r1d_stop *s, const char *piece, size_t len, char **emit,
                   size_t *emit_len);
 

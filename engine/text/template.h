@@ -7,9 +7,13 @@
  *   deepseek-v3 DeepSeek-V3's own template.
  *   qwen3       Qwen3's ChatML template with its <think> handling.
  *   chatml      plain Qwen2/2.5 ChatML (<|im_start|>role\n...<|im_end|>\n).
- *   llama3      Llama-3 (<|start_header_id|>role<|end_header_id|>\n\n...).
- *   r1-zero     the plain R1-Zero prompt of ../shared/design/RL.md.
- * The kind is recognised from tokenizer_config.json's chat_template. */
+ *   llama3      Llama-3 (<|start_header_id|>role<|end_header_id|>\n\n...),
+ *               first release: the assistant header is always appended.
+ *   llama3-instruct  the later Llama-3 template: header only when asked.
+ *   r1-zero     the plain R1-Zero prompt of ../shared/design/RL.md: exactly
+ *               one user message, always ending "Assistant:".
+ * The kind is recognised from tokenizer_config.json's chat_template.
+ * No tools: a "tool" message or tool_calls fail with R1D_EUNSUPPORTED. */
 #ifndef R1D_ENGINE_TEXT_TEMPLATE_H
 #define R1D_ENGINE_TEXT_TEMPLATE_H
 
@@ -31,20 +35,35 @@ typedef struct r1d_template r1d_template;
  * with R1D_EUNSUPPORTED naming the file. */
 int r1d_template_load_dir(const char *dir, r1d_template **out, r1d_error *err);
 
+/* Like r1d_template_load_dir, but with name non-NULL the kind is that name
+ * (bos/eos still come from the folder) and chat_template is not read: the
+ * override for folders whose template is not recognised. A
+ * dir/chat_template.jinja, when present, is used instead of the config's
+ * chat_template (as transformers does). */
+int r1d_template_load_dir_as(const char *dir, const char *name,
+                             r1d_template **out, r1d_error *err);
+
 /* A template by name (list above) with the given bos/eos strings. */
 int r1d_template_from_name(const char *name, const char *bos, const char *eos,
                            r1d_template **out, r1d_error *err);
 void r1d_template_free(r1d_template *t);
 const char *r1d_template_name(const r1d_template *t);
+/* The bos/eos strings the template renders ("" when none). */
+const char *r1d_template_bos(const r1d_template *t);
+const char *r1d_template_eos(const r1d_template *t);
 
 /* Renders messages into a malloc'ed string. add_generation_prompt appends the
  * assistant header (for r1-distill: "<｜Assistant｜><think>\n"). Unknown roles
- * fail with R1D_EINVAL. */
+ * and an empty list fail with R1D_EINVAL. */
 int r1d_template_render(const r1d_template *t, const r1d_chat_message *msgs,
                         size_t n, int add_generation_prompt, char **out,
                         r1d_error *err);
 
 /* Parses a JSON array of {"role", "content"[, "reasoning_content"]} from text.
+ * content may be a string, null (""), or OpenAI text parts
+ * [{"type": "text", "text": ...}] (concatenated); reasoning_content may also
+ * be given as "thinking" or "reasoning" (as transformers accepts). Bad shapes
+ * fail with R1D_EINVAL, tool_calls and non-text parts with R1D_EUNSUPPORTED.
  * On success *msgs (and the strings they point to) live in one allocation
  * freed with free(*msgs). */
 int r1d_chat_messages_parse(const char *json_text, r1d_chat_message **msgs,

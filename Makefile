@@ -1,0 +1,80 @@
+# r1d: the two commands of the README.
+#   make run    install what is missing, build, start r1d on the default model
+#   make test   install what is missing, build, run every test (also under
+#               ASan+UBSan)
+# Both are idempotent. Other targets: build, bench, fixtures, format, clean.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+VENV       := $(BUILD)/venv
+REF_VENV   := $(BUILD)/venv-ref
+MODEL      ?= $(BUILD)/models/r1d-tiny
+PROMPT     ?= What is 12 + 30?
+MESON_OPTS ?=
+
+.PHONY: all deps build run test test-unit test-asan test-cli bench fixtures format clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(VENV)/.stamp: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+# The default model until a trained one ships: a seeded random tiny model.
+$(MODEL)/config.json: | build
+	$(BUILD)/r1d model init --arch qwen2 --preset tiny --seed 1 --out $(MODEL)
+
+run: build $(MODEL)/config.json
+	$(BUILD)/r1d generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 64 --stats
+
+test: test-unit test-asan test-cli
+
+test-unit: build
+	meson test -C $(BUILD) --print-errorlogs
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Dbuildtype=debug -Doptimization=1 \
+	  -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
+
+test-asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  meson test -C $(ASAN_BUILD) --print-errorlogs --timeout-multiplier 4
+
+test-cli: build $(VENV)/.stamp
+	R1D_BIN=$(abspath $(BUILD))/r1d R1D_SHARED=$(abspath ..)/shared \
+	  $(VENV)/bin/pytest -q tests/cli
+
+# Benchmarks (not tests): they print ratios against a peer run in the same go.
+bench: build $(REF_VENV)/.stamp
+	ninja -C $(BUILD) benchmarks 2>/dev/null || true
+	meson test -C $(BUILD) --benchmark --verbose
+	$(REF_VENV)/bin/python bench/bench_model.py --r1d $(BUILD)/r1d
+
+# Reference fixtures: torch + transformers + tokenizers (CPU), only here.
+$(REF_VENV)/.stamp: tests/ref/requirements.txt
+	python3 -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q -r tests/ref/requirements.txt
+	touch $@
+
+fixtures: $(REF_VENV)/.stamp
+	$(REF_VENV)/bin/python tests/ref/make_tokenizer_fixtures.py
+	$(REF_VENV)/bin/python tests/ref/make_template_fixtures.py
+	$(REF_VENV)/bin/python tests/ref/make_model_fixtures.py
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

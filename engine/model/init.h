@@ -1,0 +1,27 @@
+/* init.h - `r1d model init`: a complete Hugging Face model folder with seeded
+ * random weights, so r1d (and transformers) can load and serve something on a
+ * fresh machine before any training: config.json, generation_config.json,
+ * model.safetensors, a byte-level tokenizer.json carrying the R1 chat and
+ * <think>/</think>/<answer>/</answer> tokens, and tokenizer_config.json with
+ * an R1-distill-style chat template. */
+#ifndef R1D_ENGINE_MODEL_INIT_H
+#define R1D_ENGINE_MODEL_INIT_H
+
+#include <stdint.h>
+
+#include "../../common/status.h"
+#include "config.h"
+
+/* Presets: "tiny" (~1M parameters) and "small" (~100M). Fills cfg. */
+int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
+                     r1d_error *err);
+
+/* Writes the folder (created if missing; existing files are replaced). */
+int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
+                       uint64_t seed, r1d_error *err);
+
+/* The added tokens of r1d's own tokenizer, in id order after the 256 bytes. */
+extern const char *const r1d_init_added_tokens[];
+extern const int r1d_init_n_added_tokens;
+
+#endif

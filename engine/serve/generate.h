@@ -1,0 +1,70 @@
+/* generate.h - one sequence, start to finish: prefill the prompt in one
+ * batched pass, then decode token by token with the sampler, turning token
+ * bytes into UTF-8 text pieces (an incomplete character is held back until its
+ * last byte arrives) and watching stop ids, EOS and stop strings. The paged,
+ * batched engine of the server replaces this loop; the CLI and tests use it. */
+#ifndef R1D_ENGINE_SERVE_GENERATE_H
+#define R1D_ENGINE_SERVE_GENERATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/status.h"
+#include "../model/model.h"
+#include "../text/tokenizer.h"
+#include "sampler.h"
+
+typedef struct r1d_gen_params {
+  r1d_sampling_params sampling;
+  int max_tokens;              /* > 0 */
+  const char *const *stop;     /* stop strings, may be NULL */
+  int n_stop;
+  const int32_t *stop_ids;     /* extra stop token ids, may be NULL */
+  int n_stop_ids;
+  int ignore_eos;              /* 1: the model's EOS ids do not stop */
+  int n_top_logprobs;          /* 0..R1D_GEN_MAX_TOP */
+} r1d_gen_params;
+
+#define R1D_GEN_MAX_TOP 20
+
+typedef enum {
+  R1D_FINISH_NONE = 0,
+  R1D_FINISH_STOP,   /* EOS, a stop id or a stop string */
+  R1D_FINISH_LENGTH, /* max_tokens or the context limit */
+  R1D_FINISH_ABORT,  /* the callback asked to stop */
+} r1d_finish_reason;
+
+const char *r1d_finish_reason_name(r1d_finish_reason r);
+
+/* One generated token. text is the UTF-8 text that became visible with this
+ * token (may be empty while a character or a possible stop string is held
+ * back; not NUL-terminated). */
+typedef struct r1d_gen_event {
+  int32_t id;
+  const char *text;
+  size_t text_len;
+  float logprob;
+  const r1d_top_logprob *top;
+  int n_top;
+  int is_stop; /* this token ended generation (EOS / stop id / stop string) */
+} r1d_gen_event;
+
+/* Returns 0 to continue, non-zero to abort generation. */
+typedef int (*r1d_gen_callback)(void *user, const r1d_gen_event *ev);
+
+typedef struct r1d_gen_result {
+  r1d_finish_reason finish;
+  int prompt_tokens;
+  int completion_tokens;
+  double prefill_seconds;
+  double decode_seconds;
+} r1d_gen_result;
+
+/* Validates params (R1D_EINVAL naming the field), then generates. The prompt
+ * plus max_tokens is capped by the model's max_position_embeddings; a prompt
+ * that alone exceeds it fails with R1D_ERANGE. */
+int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
+                 size_t n_prompt, const r1d_gen_params *p, r1d_gen_callback cb,
+                 void *user, r1d_gen_result *res, r1d_error *err);
+
+#endif

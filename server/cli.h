@@ -1,0 +1,29 @@
+/* cli.h - what the subcommands share: their entry points, help texts, and the
+ * one-line error convention (message on stderr, exit status 2 for bad input
+ * or files, 1 for internal failures). */
+#ifndef R1D_SERVER_CLI_H
+#define R1D_SERVER_CLI_H
+
+#include "../common/status.h"
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_template(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+
+extern const char cmd_generate_help[];
+extern const char cmd_tokenize_help[];
+extern const char cmd_template_help[];
+extern const char cmd_model_help[];
+
+/* Prints "r1d: <msg>" and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "r1d: <err->msg>" and returns the exit status for err->code. */
+int cli_report(const r1d_error *err);
+/* Parses a whole decimal/float argument; 0 on success. */
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
+int cli_parse_float(const char *s, double lo, double hi, double *out);
+
+#endif
