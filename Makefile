@@ -46,11 +46,15 @@ $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Dbuildtype=debug -Doptimization=1 \
 	  -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
 
-test-asan: deps $(ASAN_BUILD)/build.ninja
+# Unit tests and the CLI's bad-input tests again, under ASan+UBSan.
+test-asan: deps $(ASAN_BUILD)/build.ninja $(VENV)/.stamp
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(ASAN_BUILD) --print-errorlogs --timeout-multiplier 4
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	R1D_BIN=$(abspath $(ASAN_BUILD))/r1d R1D_SHARED=$(abspath ..)/shared \
+	  $(VENV)/bin/pytest -q tests/cli
 
 test-cli: build $(VENV)/.stamp
 	R1D_BIN=$(abspath $(BUILD))/r1d R1D_SHARED=$(abspath ..)/shared \

@@ -107,3 +107,28 @@ int r1d_write_file_atomic(const char *path, const void *data, size_t len,
   free(tmp);
   return R1D_OK;
 }
+
+int r1d_mkdir_p(const char *dir, r1d_error *err) {
+  size_t n = strlen(dir);
+  char *p = malloc(n + 1);
+  if (!p) return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
+  memcpy(p, dir, n + 1);
+  /* Create each prefix ending before a '/', then the whole path. */
+  for (size_t i = 1; i <= n; i++) {
+    if (i < n && p[i] != '/') continue;
+    char saved = p[i];
+    p[i] = '\0';
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+      int e = errno;
+      free(p);
+      return r1d_fail(err, R1D_EIO, "%s: cannot create: %s", dir, strerror(e));
+    }
+    p[i] = saved;
+  }
+  struct stat st;
+  int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+  free(p);
+  if (!ok)
+    return r1d_fail(err, R1D_EIO, "%s: exists and is not a directory", dir);
+  return R1D_OK;
+}

@@ -17,6 +17,9 @@ char *r1d_path_join(const char *dir, const char *name);
 /* 1 if a regular file exists at path, else 0. */
 int r1d_file_exists(const char *path);
 
+/* Creates dir and its missing parents (mode 0755), like mkdir -p. */
+int r1d_mkdir_p(const char *dir, r1d_error *err);
+
 /* Writes data to path atomically: path.tmp, fsync, rename. */
 int r1d_write_file_atomic(const char *path, const void *data, size_t len,
                           r1d_error *err);

@@ -3,9 +3,13 @@
  * computes it):
  *
  *   x = embed[ids]
- *   per layer:  h = rmsnorm(x) ; q,k,v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T
- * (+bv) rope(q, k) at positions len..len+n-1 ; append k, v to the cache x +=
- * attention(q, cache) Wo^T h = rmsnorm(x) ; x += (silu(h Wg^T) * h Wu^T) Wd^T
+ *   per layer:
+ *     h = rmsnorm(x)
+ *     q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+ *     rope(q, k) at positions len .. len+n-1; append k, v to the cache
+ *     x += attention(q, cache) Wo^T
+ *     h = rmsnorm(x)
+ *     x += (silu(h Wg^T) * h Wu^T) Wd^T
  *   logits = rmsnorm(x) Wlm^T      (last row only unless all_logits)
  *
  * Every number goes through the backend's ops table, so the same code serves

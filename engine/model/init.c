@@ -3,13 +3,11 @@
  * freshly made model behaves like an untrained transformer, not like zeros. */
 #include "init.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "../../common/file.h"
 #include "../text/tokenizer.h"
@@ -194,14 +192,13 @@ static json_t *tokenizer_config_json(void) {
 
 int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                        uint64_t seed, r1d_error *err) {
-  if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
-    return r1d_fail(err, R1D_EIO, "%s: cannot create: %s", out_dir,
-                    strerror(errno));
+  int rc = r1d_mkdir_p(out_dir, err);
+  if (rc) return rc;
   r1d_weights w;
   if (r1d_weights_alloc(cfg, &w) != 0)
     return r1d_fail(err, R1D_ENOMEM, "%s: out of memory for weights", out_dir);
   fill_ctx fc = {.rng = seed ^ 0x5EED5EED5EEDull};
-  int rc = r1d_weights_visit(cfg, &w, fill_tensor, &fc);
+  rc = r1d_weights_visit(cfg, &w, fill_tensor, &fc);
   if (rc == 0) rc = r1d_weights_save(out_dir, cfg, &w, 0, err);
   r1d_weights_free(&w);
   if (rc) return rc;

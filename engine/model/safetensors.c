@@ -1,177 +1,33 @@
-/* safetensors.c - mmap'ed safetensors reader, sharded-folder lookup, dtype
- * conversions and an atomic writer.
+/* safetensors.c - opens one safetensors file: mmaps it, validates its header
+ * and hands out tensor views.
  *
  * The reader trusts nothing in the file: the header length, the JSON, every
  * dtype, shape and offset are checked before a single tensor view is handed
  * out, so later code can index tensor data without bounds checks. Views point
  * straight into the read-only mapping; nothing is copied until a caller
- * converts a tensor (r1d_tensor_to_f32). */
-#include "safetensors.h"
+ * converts a tensor (r1d_tensor_to_f32, in dtype.c). Sharded folders are in
+ * safetensors_folder.c, the writer in safetensors_write.c. */
+#include "safetensors_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../common/file.h"
-
 /* Headers of real checkpoints are a few hundred KB; 100 MB (the limit the
  * reference implementation uses) stops a corrupt length from making us parse
  * gigabytes of tensor data as JSON. */
 #define ST_MAX_HEADER (100u * 1000u * 1000u)
-
-#define INDEX_NAME "model.safetensors.index.json"
-#define SINGLE_NAME "model.safetensors"
-
-struct r1d_safetensors {
-  char *path;
-  const unsigned char *map; /* whole file, PROT_READ */
-  size_t map_len;
-  int n;
-  r1d_tensor_view *tensors; /* file order of the header (jansson order) */
-  int *by_name;             /* indices into tensors, sorted by name */
-};
-
-/* ---- dtypes ---------------------------------------------------------- */
-
-static const struct {
-  const char *name;
-  r1d_dtype dt;
-  size_t size;
-} dtype_table[] = {
-    {"F32", R1D_DTYPE_F32, 4},   {"F16", R1D_DTYPE_F16, 2},
-    {"BF16", R1D_DTYPE_BF16, 2}, {"F64", R1D_DTYPE_F64, 8},
-    {"I64", R1D_DTYPE_I64, 8},   {"I32", R1D_DTYPE_I32, 4},
-    {"I16", R1D_DTYPE_I16, 2},   {"I8", R1D_DTYPE_I8, 1},
-    {"U8", R1D_DTYPE_U8, 1},     {"BOOL", R1D_DTYPE_BOOL, 1},
-};
-#define N_DTYPES ((int)(sizeof dtype_table / sizeof dtype_table[0]))
-
-size_t r1d_dtype_size(r1d_dtype dt) {
-  for (int i = 0; i < N_DTYPES; i++)
-    if (dtype_table[i].dt == dt) return dtype_table[i].size;
-  return 0;
-}
-
-const char *r1d_dtype_name(r1d_dtype dt) {
-  for (int i = 0; i < N_DTYPES; i++)
-    if (dtype_table[i].dt == dt) return dtype_table[i].name;
-  return "?";
-}
-
-static int dtype_from_name(const char *s, r1d_dtype *dt) {
-  for (int i = 0; i < N_DTYPES; i++)
-    if (strcmp(dtype_table[i].name, s) == 0) {
-      *dt = dtype_table[i].dt;
-      return 1;
-    }
-  return 0;
-}
 
 int64_t r1d_tensor_numel(const r1d_tensor_view *t) {
   int64_t n = 1;
   for (int i = 0; i < t->ndim; i++)
     n *= t->shape[i];
   return n;
-}
-
-/* ---- conversions ----------------------------------------------------- */
-
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
-float r1d_bf16_to_f32(uint16_t h) {
-  return bits_f32((uint32_t)h << 16);
-}
-
-uint16_t r1d_f32_to_bf16(float f) {
-  uint32_t u = f32_bits(f);
-  /* NaN: keep sign and top mantissa bits, force a quiet bit so rounding can
-   * never turn a NaN with only low mantissa bits into infinity. */
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  /* Round to nearest, ties to even: add 0x7fff plus the lowest kept bit. A
-   * carry into the exponent is correct rounding (up to inf on overflow). */
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-float r1d_f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t man = h & 0x3ffu;
-  if (exp == 0x1f) return bits_f32(sign | 0x7f800000u | (man << 13));
-  if (exp == 0) {
-    if (man == 0) return bits_f32(sign);
-    /* Subnormal: value = man * 2^-24, exact in float. */
-    float v = (float)man * 0x1p-24f;
-    return sign ? -v : v;
-  }
-  return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
-}
-
-uint16_t r1d_f32_to_f16(float f) {
-  uint32_t u = f32_bits(f);
-  uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-  uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) /* NaN: quiet, keep top payload bits */
-    return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-  if (a >= 0x477ff000u) /* >= 65520 rounds to inf (and inf itself) */
-    return (uint16_t)(sign | 0x7c00u);
-  if (a < 0x38800000u) {              /* below 2^-14: f16 subnormal or zero */
-    if (a < 0x33000000u) return sign; /* <= 2^-25 rounds to zero (tie even) */
-    uint32_t exp = a >> 23;
-    uint32_t man = (a & 0x7fffffu) | 0x800000u; /* implicit 1 */
-    /* value = man * 2^(exp-150); f16 subnormal unit is 2^-24, so shift right
-     * by 126 - exp (between 14 and 24) and round to nearest even. */
-    uint32_t shift = 126u - exp;
-    uint32_t q = man >> shift;
-    uint32_t rem = man & ((1u << shift) - 1u);
-    uint32_t half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (q & 1u))) q++;
-    return (uint16_t)(sign | q);
-  }
-  /* Normal: rebias exponent (127 -> 15), round the 13 dropped bits. */
-  uint32_t v = a - 0x38000000u; /* exponent - 112, still in f32 layout */
-  v += 0xfffu + ((v >> 13) & 1u);
-  return (uint16_t)(sign | (v >> 13));
-}
-
-int r1d_tensor_to_f32(const r1d_tensor_view *t, float *dst) {
-  size_t n = (size_t)r1d_tensor_numel(t);
-  const unsigned char *p = t->data;
-  switch (t->dtype) {
-  case R1D_DTYPE_F32: memcpy(dst, p, n * 4); return R1D_OK;
-  case R1D_DTYPE_BF16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t h;
-      memcpy(&h, p + 2 * i, 2); /* data may be unaligned: memcpy */
-      dst[i] = r1d_bf16_to_f32(h);
-    }
-    return R1D_OK;
-  case R1D_DTYPE_F16:
-    for (size_t i = 0; i < n; i++) {
-      uint16_t h;
-      memcpy(&h, p + 2 * i, 2);
-      dst[i] = r1d_f16_to_f32(h);
-    }
-    return R1D_OK;
-  default: return R1D_EUNSUPPORTED;
-  }
 }
 
 /* ---- header validation ------------------------------------------------ */
@@ -190,7 +46,7 @@ static int parse_entry(const char *path, const char *name, json_t *v,
   if (!json_is_string(jd))
     return r1d_fail(err, R1D_EFORMAT, "%s: tensor %s: missing dtype", path,
                     name);
-  if (!dtype_from_name(json_string_value(jd), &t->dtype))
+  if (!r1d_dtype_from_name(json_string_value(jd), &t->dtype))
     return r1d_fail(err, R1D_EFORMAT, "%s: tensor %s: unknown dtype \"%s\"",
                     path, name, json_string_value(jd));
   if (!json_is_array(js))
@@ -376,7 +232,7 @@ done:
   return rc;
 }
 
-/* ---- one file ---------------------------------------------------------- */
+/* ---- opening and lookup ---------------------------------------------- */
 
 static int map_file(r1d_safetensors *st, r1d_error *err) {
   int fd = open(st->path, O_RDONLY | O_CLOEXEC);
@@ -478,340 +334,4 @@ const r1d_tensor_view *r1d_safetensors_find(const r1d_safetensors *st,
       lo = mid + 1;
   }
   return NULL;
-}
-
-/* ---- folders ----------------------------------------------------------- */
-
-typedef struct folder_entry {
-  const r1d_tensor_view *view; /* name owned by the shard */
-  int file;
-} folder_entry;
-
-struct r1d_st_folder {
-  int n_files;
-  r1d_safetensors **files;
-  int n;
-  folder_entry *entries; /* sorted by name */
-};
-
-static int entry_cmp(const void *a, const void *b) {
-  return strcmp(((const folder_entry *)a)->view->name,
-                ((const folder_entry *)b)->view->name);
-}
-
-/* Returns the index of the shard called `file` in f, opening it on first
- * use so that every shard is mapped exactly once. */
-static int folder_shard(r1d_st_folder *f, const char *dir, const char *index,
-                        const char *file, const char *tensor, int *idx,
-                        r1d_error *err) {
-  char *path = r1d_path_join(dir, file);
-  if (!path) return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
-  for (int i = 0; i < f->n_files; i++)
-    if (strcmp(f->files[i]->path, path) == 0) {
-      free(path);
-      *idx = i;
-      return R1D_OK;
-    }
-  int rc;
-  if (!r1d_file_exists(path)) {
-    rc = r1d_fail(err, R1D_ENOTFOUND,
-                  "%s: shard file %s (listed for %s) does not exist", index,
-                  path, tensor);
-    free(path);
-    return rc;
-  }
-  r1d_safetensors **nf =
-      realloc(f->files, sizeof *nf * (size_t)(f->n_files + 1));
-  if (!nf) {
-    free(path);
-    return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
-  }
-  f->files = nf;
-  rc = r1d_safetensors_open(path, &f->files[f->n_files], err);
-  free(path);
-  if (rc) return rc;
-  *idx = f->n_files++;
-  return R1D_OK;
-}
-
-static int folder_from_index(r1d_st_folder *f, const char *dir,
-                             const char *index, r1d_error *err) {
-  json_error_t jerr;
-  json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &jerr);
-  if (!root)
-    return r1d_fail(err, R1D_EFORMAT, "%s: invalid JSON: %s (line %d)", index,
-                    jerr.text, jerr.line);
-  int rc = R1D_OK;
-  json_t *wm = json_object_get(root, "weight_map");
-  if (!json_is_object(wm)) {
-    rc = r1d_fail(err, R1D_EFORMAT, "%s: no \"weight_map\" object", index);
-    goto done;
-  }
-  f->entries = calloc(json_object_size(wm) + 1, sizeof *f->entries);
-  if (!f->entries) {
-    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", index);
-    goto done;
-  }
-  const char *name;
-  json_t *v;
-  json_object_foreach(wm, name, v) {
-    const char *file = json_string_value(v);
-    /* Shards live in the folder itself; refuse paths that leave it. */
-    if (!file || !*file || strchr(file, '/')) {
-      rc = r1d_fail(err, R1D_EFORMAT, "%s: bad shard file name for %s", index,
-                    name);
-      goto done;
-    }
-    int fi = 0;
-    rc = folder_shard(f, dir, index, file, name, &fi, err);
-    if (rc) goto done;
-    const r1d_tensor_view *t = r1d_safetensors_find(f->files[fi], name);
-    if (!t) {
-      rc = r1d_fail(err, R1D_EFORMAT, "%s: tensor %s listed in %s is missing",
-                    f->files[fi]->path, name, INDEX_NAME);
-      goto done;
-    }
-    f->entries[f->n++] = (folder_entry){t, fi};
-  }
-done:
-  json_decref(root);
-  return rc;
-}
-
-static int folder_single(r1d_st_folder *f, const char *path, r1d_error *err) {
-  f->files = calloc(1, sizeof *f->files);
-  if (!f->files) return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
-  int rc = r1d_safetensors_open(path, &f->files[0], err);
-  if (rc) return rc;
-  f->n_files = 1;
-  int n = r1d_safetensors_count(f->files[0]);
-  f->entries = calloc((size_t)n + 1, sizeof *f->entries);
-  if (!f->entries) return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
-  for (int i = 0; i < n; i++)
-    f->entries[f->n++] = (folder_entry){r1d_safetensors_at(f->files[0], i), 0};
-  return R1D_OK;
-}
-
-int r1d_st_folder_open(const char *dir, r1d_st_folder **out, r1d_error *err) {
-  *out = NULL;
-  r1d_st_folder *f = calloc(1, sizeof *f);
-  char *index = r1d_path_join(dir, INDEX_NAME);
-  char *single = r1d_path_join(dir, SINGLE_NAME);
-  int rc;
-  if (!f || !index || !single) {
-    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
-    goto fail;
-  }
-  /* The index wins when both exist, as in transformers. */
-  if (r1d_file_exists(index))
-    rc = folder_from_index(f, dir, index, err);
-  else if (r1d_file_exists(single))
-    rc = folder_single(f, single, err);
-  else
-    rc = r1d_fail(err, R1D_ENOTFOUND, "%s: no %s or %s", dir, SINGLE_NAME,
-                  INDEX_NAME);
-  if (rc) goto fail;
-  qsort(f->entries, (size_t)f->n, sizeof *f->entries, entry_cmp);
-  free(index);
-  free(single);
-  *out = f;
-  return R1D_OK;
-fail:
-  free(index);
-  free(single);
-  r1d_st_folder_close(f);
-  return rc;
-}
-
-void r1d_st_folder_close(r1d_st_folder *f) {
-  if (!f) return;
-  for (int i = 0; i < f->n_files; i++)
-    r1d_safetensors_close(f->files[i]);
-  free(f->files);
-  free(f->entries);
-  free(f);
-}
-
-static const folder_entry *folder_lookup(const r1d_st_folder *f,
-                                         const char *name) {
-  int lo = 0, hi = f->n - 1;
-  while (lo <= hi) {
-    int mid = lo + (hi - lo) / 2;
-    int c = strcmp(name, f->entries[mid].view->name);
-    if (c == 0) return &f->entries[mid];
-    if (c < 0)
-      hi = mid - 1;
-    else
-      lo = mid + 1;
-  }
-  return NULL;
-}
-
-const r1d_tensor_view *r1d_st_folder_find(const r1d_st_folder *f,
-                                          const char *name) {
-  const folder_entry *e = folder_lookup(f, name);
-  return e ? e->view : NULL;
-}
-
-const char *r1d_st_folder_file_of(const r1d_st_folder *f, const char *name) {
-  const folder_entry *e = folder_lookup(f, name);
-  return e ? f->files[e->file]->path : NULL;
-}
-
-/* ---- writer -------------------------------------------------------------- */
-
-static int64_t out_numel(const r1d_tensor_out *t) {
-  int64_t n = 1;
-  for (int i = 0; i < t->ndim; i++)
-    n *= t->shape[i];
-  return n;
-}
-
-/* Builds the padded header; *hdr is malloc'ed, *hlen a multiple of 8. The
- * "format": "pt" metadata is what torch's save_file writes and what
- * transformers checks for when loading. */
-static int build_header(const char *path, const r1d_tensor_out *ts, int n,
-                        char **hdr, size_t *hlen, r1d_error *err) {
-  json_t *root = json_object();
-  json_t *meta = json_pack("{s:s}", "format", "pt");
-  int rc = R1D_OK;
-  if (!root || !meta || json_object_set_new(root, "__metadata__", meta)) {
-    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
-    goto done;
-  }
-  uint64_t off = 0;
-  for (int i = 0; i < n; i++) {
-    const r1d_tensor_out *t = &ts[i];
-    if (!t->name || strcmp(t->name, "__metadata__") == 0 ||
-        json_object_get(root, t->name)) {
-      rc = r1d_fail(err, R1D_EINVAL, "%s: tensor %d: missing or duplicate name",
-                    path, i);
-      goto done;
-    }
-    size_t esz = r1d_dtype_size(t->dtype);
-    if (esz == 0 || t->ndim < 0 || t->ndim > R1D_TENSOR_MAX_DIMS) {
-      rc = r1d_fail(err, R1D_EINVAL, "%s: tensor %s: bad dtype or ndim", path,
-                    t->name);
-      goto done;
-    }
-    json_t *shape = json_array();
-    for (int d = 0; d < t->ndim && shape; d++) {
-      if (t->shape[d] < 0) {
-        json_decref(shape);
-        rc = r1d_fail(err, R1D_EINVAL, "%s: tensor %s: negative shape", path,
-                      t->name);
-        goto done;
-      }
-      json_array_append_new(shape, json_integer(t->shape[d]));
-    }
-    uint64_t bytes = (uint64_t)out_numel(t) * esz;
-    json_t *e = json_pack(
-        "{s:s, s:o, s:[I,I]}", "dtype", r1d_dtype_name(t->dtype), "shape",
-        shape, "data_offsets", (json_int_t)off, (json_int_t)(off + bytes));
-    if (!e || json_object_set_new(root, t->name, e)) {
-      rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
-      goto done;
-    }
-    off += bytes;
-  }
-  char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (!s) {
-    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
-    goto done;
-  }
-  size_t len = strlen(s), padded = (len + 7) & ~(size_t)7;
-  char *h = realloc(s, padded);
-  if (!h) {
-    free(s);
-    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
-    goto done;
-  }
-  memset(h + len, ' ', padded - len); /* JSON allows trailing whitespace */
-  *hdr = h;
-  *hlen = padded;
-done:
-  json_decref(root);
-  return rc;
-}
-
-static int write_all(int fd, const void *data, size_t len) {
-  const char *p = data;
-  while (len > 0) {
-    ssize_t w = write(fd, p, len);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += w;
-    len -= (size_t)w;
-  }
-  return 0;
-}
-
-/* The directory entry of the rename must reach the disk too; failure here is
- * not reported, as some file systems refuse fsync on directories. */
-static void sync_parent_dir(const char *path) {
-  char *dir = strdup(path);
-  if (!dir) return;
-  char *slash = strrchr(dir, '/');
-  if (slash == dir)
-    slash[1] = '\0';
-  else if (slash)
-    *slash = '\0';
-  else
-    strcpy(dir, ".");
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)fsync(fd);
-    close(fd);
-  }
-  free(dir);
-}
-
-/* Streams header and tensors to path.tmp (no second copy of the weights in
- * memory), fsyncs, and renames over path. */
-int r1d_safetensors_write(const char *path, const r1d_tensor_out *tensors,
-                          int n, r1d_error *err) {
-  char *hdr = NULL, *tmp = NULL;
-  size_t hlen = 0;
-  int fd = -1, rc = build_header(path, tensors, n, &hdr, &hlen, err);
-  if (rc) return rc;
-  size_t pl = strlen(path);
-  tmp = malloc(pl + 5);
-  if (!tmp) {
-    free(hdr);
-    return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
-  }
-  memcpy(tmp, path, pl);
-  memcpy(tmp + pl, ".tmp", 5);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    rc = r1d_fail(err, R1D_EIO, "%s: %s", tmp, strerror(errno));
-    goto done;
-  }
-  unsigned char len8[8];
-  for (int i = 0; i < 8; i++)
-    len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-  int bad = write_all(fd, len8, 8) || write_all(fd, hdr, hlen);
-  for (int i = 0; i < n && !bad; i++) {
-    size_t bytes =
-        (size_t)out_numel(&tensors[i]) * r1d_dtype_size(tensors[i].dtype);
-    if (bytes) bad = write_all(fd, tensors[i].data, bytes);
-  }
-  if (bad || fsync(fd) != 0) {
-    rc = r1d_fail(err, R1D_EIO, "%s: %s", tmp, strerror(errno));
-    close(fd);
-    unlink(tmp);
-    goto done;
-  }
-  if (close(fd) != 0 || rename(tmp, path) != 0) {
-    rc = r1d_fail(err, R1D_EIO, "%s: %s", path, strerror(errno));
-    unlink(tmp);
-    goto done;
-  }
-  sync_parent_dir(path);
-done:
-  free(hdr);
-  free(tmp);
-  return rc;
 }

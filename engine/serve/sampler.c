@@ -9,10 +9,10 @@
  *   3. temperature 0 (below 1e-5): argmax, ties to the lowest id;
  *   4. otherwise weights w = exp((logit - max) / T), then top-k (a size-k
  *      heap, not a sort), top-p (smallest prefix by probability whose mass is
- *      >= top_p; a threshold pass first so a peaked 150k-vocab distribution
- *      sorts only a handful of candidates), min-p (drop w < min_p * w_max,
- *      where w_max is 1), and a draw from the sampler's own xoshiro256**
- *      stream, seeded through splitmix64 from params.seed.
+ *      >= top_p; inside the k when top-k is on, else found with a histogram
+ *      of the weights so only one narrow bin is ever sorted), min-p (drop
+ *      w < min_p * w_max, where w_max is 1), and a draw from the sampler's own
+ *      xoshiro256** stream, seeded through splitmix64 from params.seed.
  *
  * Ordering ties between equal scores go to the lower id everywhere, so the
  * same seed and the same logits always give the same token.
@@ -31,6 +31,10 @@
  * logprob) and the sampling candidates (score = unnormalised weight). */
 typedef r1d_top_logprob scored;
 
+/* Bins of the top-p weight histogram (see nucleus_candidates): float bits of
+ * 1.0f shifted right by HIST_SHIFT is the highest bin. */
+enum { HIST_SHIFT = 18, HIST_BUCKETS = (0x3f800000 >> HIST_SHIFT) + 1 };
+
 struct r1d_sampler {
   r1d_sampling_params p; /* logit_bias points at `bias` below */
   r1d_logit_bias *bias;
@@ -39,6 +43,7 @@ struct r1d_sampler {
   int cap_cand;   /* capacity of `cand` (0: no filters, none allocated) */
   float *w;       /* [vocab] sampling weights (NULL when greedy) */
   scored *cand;   /* [cap_cand] candidates for top-k/top-p/min-p */
+  double *hist;   /* [HIST_BUCKETS] weight histogram for top-p alone */
   float *raw;     /* [vocab] raw logits, kept when bias/penalties change them */
   uint8_t *seen;  /* [vocab] in prompt or output (repetition penalty) */
   int32_t *count; /* [vocab] occurrences in output (presence/frequency) */
@@ -151,6 +156,7 @@ void r1d_sampler_free(r1d_sampler *s) {
   free(s->bias);
   free(s->w);
   free(s->cand);
+  free(s->hist);
   free(s->raw);
   free(s->seen);
   free(s->count);
@@ -191,6 +197,10 @@ int r1d_sampler_create(const r1d_sampling_params *p, int vocab,
       s->cand = malloc(sizeof *s->cand * (size_t)s->cap_cand);
       if (!s->cand) goto nomem;
     }
+    if (!top_k_active(p, vocab) && p->top_p < 1.0f) {
+      s->hist = malloc(sizeof *s->hist * HIST_BUCKETS);
+      if (!s->hist) goto nomem;
+    }
   }
   if (p->n_logit_bias > 0 || rep_active(p) || count_active(p)) {
     s->raw = malloc(sizeof *s->raw * (size_t)vocab);
@@ -199,20 +209,22 @@ int r1d_sampler_create(const r1d_sampling_params *p, int vocab,
   if (rep_active(p)) {
     s->seen = calloc((size_t)vocab, 1);
     if (!s->seen) goto nomem;
-    for (size_t i = 0; i < n_prompt; i++) s->seen[prompt[i]] = 1;
+    for (size_t i = 0; i < n_prompt; i++)
+      s->seen[prompt[i]] = 1;
   }
   if (count_active(p)) {
     s->count = calloc((size_t)vocab, sizeof *s->count);
     if (!s->count) goto nomem;
   }
   uint64_t x = p->seed;
-  for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+  for (int i = 0; i < 4; i++)
+    s->rng[i] = splitmix64(&x);
   *out = s;
   return 0;
 nomem:
   r1d_sampler_free(s);
-  return r1d_fail(err, R1D_ENOMEM, "out of memory creating a sampler (vocab %d)",
-                  vocab);
+  return r1d_fail(err, R1D_ENOMEM,
+                  "out of memory creating a sampler (vocab %d)", vocab);
 }
 
 /* ---- selection helpers ---- */
@@ -307,7 +319,8 @@ static void apply_bias_and_penalties(const r1d_sampler *s, float *logits) {
   if (s->seen) {
     const float rp = p->repetition_penalty;
     for (int i = 0; i < s->vocab; i++)
-      if (s->seen[i]) logits[i] = logits[i] > 0 ? logits[i] / rp : logits[i] * rp;
+      if (s->seen[i])
+        logits[i] = logits[i] > 0 ? logits[i] / rp : logits[i] * rp;
   }
   if (s->count) {
     const float fp = p->frequency_penalty, pp = p->presence_penalty;
@@ -330,25 +343,57 @@ static double fill_weights(r1d_sampler *s, const float *logits, float lmax) {
   return z;
 }
 
-/* Top-p without top-k: collects ids with w >= thr, lowering thr until they
- * hold at least top_p of the mass, so the nucleus (a prefix of the full sorted
- * order) lies inside them; then sorts only those. */
+/* Top-p without top-k, in O(vocab) plus a sort of one small bucket.
+ * Positive floats order like their bit patterns, so bits >> 18 (exponent and
+ * 5 mantissa bits) buckets the weights (0, 1] monotonically into HIST_BUCKETS
+ * bins, each spanning a factor of at most 1 + 1/32. Walking the bins from the
+ * top finds the one where the cumulative mass reaches top_p; every token in a
+ * higher bin is in the nucleus whatever the order, and only the boundary bin
+ * needs sorting to find where, inside it, the mass crosses top_p. The result
+ * is the same set as sorting the whole vocabulary (up to summation order). */
+static int weight_bucket(float w) {
+  uint32_t bits;
+  memcpy(&bits, &w, sizeof bits);
+  uint32_t b = bits >> HIST_SHIFT;
+  return b < HIST_BUCKETS ? (int)b : HIST_BUCKETS - 1;
+}
+
 static int nucleus_candidates(r1d_sampler *s, double z) {
   const double need = (double)s->p.top_p * z;
-  for (float thr = 1e-3f;; thr *= 1e-3f) {
-    if (thr < 1e-30f) thr = 0.0f; /* last pass: everything with weight */
-    int n = 0;
-    double mass = 0.0;
-    for (int i = 0; i < s->vocab; i++)
-      if (s->w[i] >= thr && s->w[i] > 0.0f) { /* the argmax has w = 1 */
-        s->cand[n++] = (scored){.id = i, .logprob = s->w[i]};
-        mass += s->w[i];
-      }
-    if (mass >= need || thr == 0.0f) {
-      qsort(s->cand, (size_t)n, sizeof *s->cand, cmp_better_first);
-      return n;
+  const float *w = s->w;
+  double *hist = s->hist;
+  memset(hist, 0, sizeof *hist * HIST_BUCKETS);
+  for (int i = 0; i < s->vocab; i++)
+    if (w[i] > 0.0f) hist[weight_bucket(w[i])] += w[i];
+  int edge = 0; /* rounding never reaching `need` keeps everything */
+  double above = 0.0;
+  for (int b = HIST_BUCKETS - 1; b >= 0; b--) {
+    if (above + hist[b] >= need) {
+      edge = b;
+      break;
     }
+    above += hist[b];
   }
+  /* higher bins fill cand from the front, the edge bin from the back */
+  int n_above = 0, back = s->cap_cand;
+  for (int i = 0; i < s->vocab; i++) {
+    if (!(w[i] > 0.0f)) continue;
+    int b = weight_bucket(w[i]);
+    if (b > edge)
+      s->cand[n_above++] = (scored){.id = i, .logprob = w[i]};
+    else if (b == edge)
+      s->cand[--back] = (scored){.id = i, .logprob = w[i]};
+  }
+  int n_edge = s->cap_cand - back;
+  memmove(s->cand + n_above, s->cand + back, sizeof *s->cand * (size_t)n_edge);
+  scored *e = s->cand + n_above;
+  qsort(e, (size_t)n_edge, sizeof *e, cmp_better_first);
+  double cum = above;
+  for (int i = 0; i < n_edge; i++) {
+    cum += e[i].logprob;
+    if (cum >= need) return n_above + i + 1;
+  }
+  return n_above + n_edge;
 }
 
 /* Shortest prefix of sorted candidates whose mass reaches top_p of `total`
@@ -364,16 +409,29 @@ static int cut_top_p(const scored *c, int n, float top_p, double total) {
   return n;
 }
 
-/* Draw from candidates c[0..n) with weights in .logprob. */
+/* Keeps candidates with p / p_max >= min_p, i.e. w >= min_p since the top
+ * token (always a candidate) has w = 1. Order is preserved. */
+static int filter_min_p(scored *c, int n, float min_p) {
+  if (min_p <= 0.0f) return n;
+  int m = 0;
+  for (int i = 0; i < n; i++)
+    if (c[i].logprob >= min_p) c[m++] = c[i];
+  return m;
+}
+
+/* Draw from candidates c[0..n) (n >= 1) with weights in .logprob. */
 static int32_t draw_candidates(r1d_sampler *s, const scored *c, int n) {
   double total = 0.0;
-  for (int i = 0; i < n; i++) total += c[i].logprob;
+  for (int i = 0; i < n; i++)
+    total += c[i].logprob;
   double u = rng_uniform(s->rng) * total, acc = 0.0;
+  int last = 0;
   for (int i = 0; i < n; i++) {
     acc += c[i].logprob;
     if (u < acc) return c[i].id;
+    if (c[i].logprob > 0.0f) last = i;
   }
-  return c[0].id; /* rounding left u at the very top: the likeliest token */
+  return c[last].id; /* rounding left u at the very end */
 }
 
 /* Draw over the whole vocabulary with weights s->w summing to z. */
@@ -395,26 +453,22 @@ static int32_t sample_stochastic(r1d_sampler *s, const float *logits) {
   if (!s->cand) return draw_all(s, z, top);
 
   int n;
-  double total;
   if (top_k_active(p, s->vocab)) {
     n = select_top(s->w, s->vocab, p->top_k, s->cand);
-    total = 0.0;
-    for (int i = 0; i < n; i++) total += s->cand[i].logprob;
+    double total = 0.0;
+    for (int i = 0; i < n; i++)
+      total += s->cand[i].logprob;
+    n = cut_top_p(s->cand, n, p->top_p, total);
   } else if (p->top_p < 1.0f) {
     n = nucleus_candidates(s, z);
-    total = z;
-  } else { /* min-p only: a filter, no order needed */
+  } else { /* min-p only: filter while collecting (min_p > 0 here) */
     n = 0;
     for (int i = 0; i < s->vocab; i++)
       if (s->w[i] >= p->min_p)
         s->cand[n++] = (scored){.id = i, .logprob = s->w[i]};
-    return draw_candidates(s, s->cand, n);
   }
-  n = cut_top_p(s->cand, n, p->top_p, total);
-  /* min-p on the sorted prefix: p / p_max = w, since w_max = 1 */
-  int keep = 1;
-  while (keep < n && s->cand[keep].logprob >= p->min_p) keep++;
-  return draw_candidates(s, s->cand, keep);
+  n = filter_min_p(s->cand, n, p->min_p);
+  return draw_candidates(s, s->cand, n);
 }
 
 /* ---- the public step ---- */
@@ -432,7 +486,8 @@ int32_t r1d_sampler_sample(r1d_sampler *s, float *logits, float *logprob,
   if (top && n_top > 0) {
     int k = n_top < vocab ? n_top : vocab;
     int m = select_top(logits, vocab, k, top);
-    for (int i = 0; i < m; i++) top[i].logprob -= lse;
+    for (int i = 0; i < m; i++)
+      top[i].logprob -= lse;
     for (int i = m; i < n_top; i++)
       top[i] = (r1d_top_logprob){.id = -1, .logprob = -INFINITY};
   }

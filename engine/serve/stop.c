@@ -32,7 +32,8 @@ struct r1d_stop {
 
 void r1d_stop_free(r1d_stop *s) {
   if (!s) return;
-  for (int i = 0; i < s->n; i++) free(s->stops[i]);
+  for (int i = 0; i < s->n; i++)
+    free(s->stops[i]);
   free(s->stops);
   free(s->lens);
   free(s->pending);
@@ -69,8 +70,7 @@ nomem:
 
 /* Appends b[0..n) to the caller's *emit (NULL or from an earlier call),
  * keeping it NUL-terminated and non-NULL. */
-static int emit_append(char **emit, size_t *emit_len, const char *b,
-                       size_t n) {
+static int emit_append(char **emit, size_t *emit_len, const char *b, size_t n) {
   size_t have = *emit ? *emit_len : 0;
   if (*emit && n == 0) return 0;
   char *e = realloc(*emit, have + n + 1);
@@ -85,7 +85,8 @@ static int emit_append(char **emit, size_t *emit_len, const char *b,
 static int pending_append(r1d_stop *s, const char *b, size_t n) {
   if (s->n_pending + n > s->cap_pending) {
     size_t cap = s->cap_pending ? s->cap_pending : 64;
-    while (cap < s->n_pending + n) cap *= 2;
+    while (cap < s->n_pending + n)
+      cap *= 2;
     char *p = realloc(s->pending, cap);
     if (!p) return R1D_ENOMEM;
     s->pending = p;

@@ -60,7 +60,12 @@ int r1d_tokenizer_vocab_size(const r1d_tokenizer *t);
 /* Writes a byte-level BPE tokenizer.json (GPT-2/Qwen-style pre-tokenizer,
  * ByteLevel decoder) with the 256 byte tokens, then `merges` (pairs of token
  * strings in rank order, may be 0), then `added` special tokens. Used by
- * `r1d model init`; the `tokenizers` package loads the result. */
+ * `r1d model init`; the `tokenizers` package loads the result.
+ * Layout: merges[2*i] and merges[2*i+1] are the two halves of merge i,
+ * written as ByteLevel strings (as in tokenizer.json: "Ġ" is a space).
+ * Ids: byte b -> b, merge i -> 256 + i, added[j] -> 256 + n_merges + j.
+ * A merge of undefined tokens, or two merges making one token, fails with
+ * R1D_EINVAL. */
 int r1d_tokenizer_write_bytelevel(const char *path, const char *const *merges,
                                   int n_merges, const char *const *added,
                                   int n_added, r1d_error *err);

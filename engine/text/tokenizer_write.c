@@ -46,11 +46,10 @@ static json_t *bytelevel_obj(void) {
 static json_t *model_obj(const char *const *merges, int n_merges,
                          const char **why) {
   json_t *vocab = json_object(), *marr = json_array();
-  json_t *model = json_pack("{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b}", "type",
-                            "BPE", "dropout", "unk_token",
-                            "continuing_subword_prefix", "end_of_word_suffix",
-                            "fuse_unk", 0, "byte_fallback", 0,
-                            "ignore_merges", 0);
+  json_t *model = json_pack(
+      "{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b}", "type", "BPE", "dropout",
+      "unk_token", "continuing_subword_prefix", "end_of_word_suffix",
+      "fuse_unk", 0, "byte_fallback", 0, "ignore_merges", 0);
   char *joined = NULL;
   if (!vocab || !marr || !model) goto fail;
   for (int b = 0; b < 256; b++) {
@@ -96,23 +95,22 @@ int r1d_tokenizer_write_bytelevel(const char *path, const char *const *merges,
   const char *why = "out of memory";
   json_t *model = model_obj(merges, n_merges, &why);
   if (!model)
-    return r1d_fail(err, strcmp(why, "out of memory") ? R1D_EINVAL
-                                                      : R1D_ENOMEM,
+    return r1d_fail(err, strcmp(why, "out of memory") ? R1D_EINVAL : R1D_ENOMEM,
                     "%s: cannot write tokenizer: %s", path, why);
   json_t *arr = json_array();
   for (int j = 0; arr && j < n_added; j++) {
-    json_t *tok = json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
-                            256 + n_merges + j, "content", added[j],
-                            "single_word", 0, "lstrip", 0, "rstrip", 0,
-                            "normalized", 0, "special", 1);
+    json_t *tok =
+        json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
+                  256 + n_merges + j, "content", added[j], "single_word", 0,
+                  "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1);
     if (!tok || json_array_append_new(arr, tok)) {
       json_decref(arr);
       arr = NULL;
     }
   }
-  json_t *split = json_pack("{s:s, s:{s:s}, s:s, s:b}", "type", "Split",
-                            "pattern", "Regex", qwen2_pattern, "behavior",
-                            "Isolated", "invert", 0);
+  json_t *split =
+      json_pack("{s:s, s:{s:s}, s:s, s:b}", "type", "Split", "pattern", "Regex",
+                qwen2_pattern, "behavior", "Isolated", "invert", 0);
   json_t *root = json_pack(
       "{s:s, s:n, s:n, s:o, s:{s:s}, s:{s:s, s:[o, o]}, s:o, s:o, s:o}",
       "version", "1.0", "truncation", "padding", "added_tokens", arr,

@@ -69,7 +69,8 @@ void r1d_cpu_attention(void *ctx, int n, int start, int n_heads, int n_kv_heads,
   size_t stride = (size_t)n_kv_heads * head_dim; /* floats per cache row */
   float scale = 1.0f / sqrtf((float)head_dim);
   long long pairs = (long long)n * n_heads;
-#pragma omp parallel for schedule(static)
+  /* Causal rows grow with i: dynamic chunks keep prefill threads balanced. */
+#pragma omp parallel for schedule(dynamic, 8)
   for (long long ih = 0; ih < pairs; ih++) {
     int i = (int)(ih / n_heads), h = (int)(ih % n_heads);
     size_t off = (size_t)(h / group) * head_dim;

@@ -77,6 +77,34 @@ static void test_write_into_missing_dir_fails(void **state) {
   assert_non_null(strstr(err.msg, "/nonexistent/dir/x"));
 }
 
+static void test_mkdir_p(void **state) {
+  (void)state;
+  char dir[] = "/tmp/r1d-test-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char *deep = r1d_path_join(dir, "a/b/c");
+  r1d_error err = {0};
+  assert_int_equal(r1d_mkdir_p(deep, &err), 0);
+  assert_int_equal(r1d_mkdir_p(deep, &err), 0); /* idempotent */
+  char *file = r1d_path_join(deep, "f");
+  assert_int_equal(r1d_write_file_atomic(file, "x", 1, &err), 0);
+  /* a path through a regular file cannot be created */
+  char *through = r1d_path_join(file, "d");
+  assert_int_equal(r1d_mkdir_p(through, &err), R1D_EIO);
+  assert_non_null(strstr(err.msg, through));
+  assert_int_equal(r1d_mkdir_p(file, &err), R1D_EIO);
+  unlink(file);
+  char *b = r1d_path_join(dir, "a/b"), *a = r1d_path_join(dir, "a");
+  rmdir(deep);
+  rmdir(b);
+  rmdir(a);
+  rmdir(dir);
+  free(a);
+  free(b);
+  free(through);
+  free(file);
+  free(deep);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fail_formats_message),
@@ -84,6 +112,7 @@ int main(void) {
       cmocka_unit_test(test_atomic_write_and_read),
       cmocka_unit_test(test_read_missing_names_file),
       cmocka_unit_test(test_write_into_missing_dir_fails),
+      cmocka_unit_test(test_mkdir_p),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

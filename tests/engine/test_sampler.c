@@ -281,34 +281,51 @@ static void expected_probs(double t, const int *keep, double *out) {
     out[i] /= z;
 }
 
-/* Draws DRAWS tokens and checks frequencies: max abs difference below 0.015
- * (about 4 standard deviations) and chi-square below 18.47 (p = 0.001 for 4
- * degrees of freedom); zero-probability tokens must never appear. */
-static void check_distribution(const r1d_sampling_params *p,
-                               const double *want) {
-  r1d_sampler *s = make(p, NV, NULL, 0);
-  int count[NV] = {0};
+/* Draws DRAWS tokens from `logits` and checks the frequencies against
+ * `want`: max abs difference below 0.015 (over 4 standard deviations for any
+ * p) and chi-square below its p = 0.001 critical value (Wilson-Hilferty);
+ * zero-probability tokens must never appear. */
+static void check_distribution_of(const r1d_sampling_params *p,
+                                  const float *logits, int vocab,
+                                  const double *want) {
+  r1d_sampler *s = make(p, vocab, NULL, 0);
+  int count[64] = {0};
+  assert_true(vocab <= 64);
   for (int i = 0; i < DRAWS; i++) {
-    int32_t id = sample_copy(s, five, NV);
-    assert_true(id >= 0 && id < NV);
+    int32_t id = sample_copy(s, logits, vocab);
+    assert_true(id >= 0 && id < vocab);
     count[id]++;
   }
   double chi2 = 0.0, max_diff = 0.0;
-  for (int i = 0; i < NV; i++) {
+  int df = -1;
+  for (int i = 0; i < vocab; i++) {
     double f = (double)count[i] / DRAWS;
     if (want[i] == 0.0) {
+      if (count[i]) fprintf(stderr, "token %d drawn %d times\n", i, count[i]);
       assert_int_equal(count[i], 0);
       continue;
     }
     double e = want[i] * DRAWS;
     chi2 += (count[i] - e) * (count[i] - e) / e;
     if (fabs(f - want[i]) > max_diff) max_diff = fabs(f - want[i]);
+    df++;
   }
-  if (max_diff >= 0.015 || chi2 >= 18.47)
-    fprintf(stderr, "max_diff %g chi2 %g\n", max_diff, chi2);
+  double crit = 10.83; /* df 1 */
+  if (df > 1) {
+    double h = 2.0 / (9.0 * df);
+    crit = df * pow(1.0 - h + 3.09 * sqrt(h), 3);
+  }
+  if (max_diff >= 0.015 || chi2 >= crit)
+    fprintf(stderr, "max_diff %g chi2 %g (critical %g)\n", max_diff, chi2,
+            crit);
   assert_true(max_diff < 0.015);
-  assert_true(chi2 < 18.47);
+  assert_true(df < 1 || chi2 < crit);
   r1d_sampler_free(s);
+}
+
+static void check_distribution(const r1d_sampling_params *p,
+                               const double *want) {
+  check_distribution_of(p, five, NV, want);
 }
 
 static void test_distribution_temperature_1(void **state) {
@@ -426,8 +443,10 @@ static int ref_allowed(const float *l, int vocab, const r1d_sampling_params *p,
   float m = l[0];
   for (int i = 1; i < vocab; i++)
     if (l[i] > m) m = l[i];
-  for (int i = 0; i < vocab; i++)
+  for (int i = 0; i < vocab; i++) {
     c[i] = (ref_cand){i, exp((double)(l[i] - m) / p->temperature)};
+    allowed[i] = 0;
+  }
   qsort(c, (size_t)vocab, sizeof *c, ref_cmp);
   int n = (p->top_k > 0 && p->top_k < vocab) ? p->top_k : vocab;
   double z = 0.0;
@@ -446,7 +465,6 @@ static int ref_allowed(const float *l, int vocab, const r1d_sampling_params *p,
     n = cut;
   }
   int k = 0;
-  memset(allowed, 0, (size_t)vocab);
   for (int i = 0; i < n; i++)
     if (c[i].w >= p->min_p * (1 - 1e-6)) {
       allowed[c[i].id] = 1;
@@ -456,7 +474,9 @@ static int ref_allowed(const float *l, int vocab, const r1d_sampling_params *p,
   return k;
 }
 
-static void check_big_vocab(r1d_sampling_params p, float scale) {
+/* Random logits times `scale`; with `spike`, token 777 gets logit 12, so a
+ * peaked-looking row still has most of its mass in the long flat tail. */
+static void check_big_vocab(r1d_sampling_params p, float scale, int spike) {
   enum { V = 151936 };
   float *l = malloc(sizeof(float) * V), *buf = malloc(sizeof(float) * V);
   uint8_t *allowed = malloc(V);
@@ -465,6 +485,7 @@ static void check_big_vocab(r1d_sampling_params p, float scale) {
   assert_non_null(allowed);
   uint64_t x = 1234;
   random_logits(l, V, scale, &x);
+  if (spike) l[777] = 12.0f;
   int n_allowed = ref_allowed(l, V, &p, allowed);
   assert_true(n_allowed >= 1);
   r1d_sampler *s = make(&p, V, NULL, 0);
@@ -495,18 +516,73 @@ static void test_big_vocab_filters(void **state) {
   r1d_sampling_params_default(&p);
   p.seed = 11;
   p.top_k = 50;
-  check_big_vocab(p, 3.0f);
+  check_big_vocab(p, 3.0f, 0);
   p.top_k = -1;
   p.top_p = 0.9f;
-  check_big_vocab(p, 3.0f); /* peaked: the first threshold pass suffices */
-  check_big_vocab(p, 0.5f); /* flat: the nucleus holds most of the vocab */
+  check_big_vocab(p, 3.0f, 0); /* peaked: the first threshold pass suffices */
+  check_big_vocab(p, 0.5f, 0); /* flat: the nucleus holds most of the vocab */
+  check_big_vocab(p, 0.1f, 1); /* spike + tail: thresholds must widen */
   p.top_p = 0.5f;
   p.top_k = 1000;
-  check_big_vocab(p, 1.0f);
+  check_big_vocab(p, 1.0f, 0);
   p.top_k = 0;
   p.top_p = 1.0f;
   p.min_p = 0.05f;
-  check_big_vocab(p, 2.0f);
+  check_big_vocab(p, 2.0f, 0);
+}
+
+/* 64 tokens 0.03 apart, so several share a histogram bin and neighbours sit
+ * in adjacent bins: the drawn frequencies must match the brute-force nucleus
+ * exactly (a token wrongly dropped or added shows at once). */
+static void check_dense(const r1d_sampling_params *p, const float *l) {
+  uint8_t allowed[64];
+  ref_allowed(l, 64, p, allowed);
+  double want[64], z = 0.0;
+  for (int i = 0; i < 64; i++) {
+    want[i] = allowed[i] ? exp((double)l[i] / p->temperature) : 0.0;
+    z += want[i];
+  }
+  for (int i = 0; i < 64; i++)
+    want[i] /= z;
+  check_distribution_of(p, l, 64, want);
+}
+
+static void test_distribution_dense(void **state) {
+  (void)state;
+  float l[64];
+  for (int i = 0; i < 64; i++)
+    l[i] = -0.03f * (float)((i * 37) % 64);
+  r1d_sampling_params p;
+  r1d_sampling_params_default(&p);
+  p.seed = 47;
+  p.top_p = 0.5f;
+  check_dense(&p, l);
+  p.top_p = 0.9f;
+  check_dense(&p, l);
+  p.temperature = 0.3f;
+  check_dense(&p, l);
+  p.temperature = 1.0f;
+  p.top_k = 20;
+  p.top_p = 0.8f;
+  check_dense(&p, l);
+  p.top_k = -1;
+  p.top_p = 0.9f;
+  p.min_p = 0.3f;
+  check_dense(&p, l);
+
+  /* exact ties: 10 equal tokens, top_p 0.35 keeps the four lowest ids */
+  float flat[64];
+  for (int i = 0; i < 64; i++)
+    flat[i] = i < 10 ? 1.0f : -INFINITY;
+  r1d_sampling_params_default(&p);
+  p.seed = 48;
+  p.top_p = 0.35f;
+  double want[64] = {0.25, 0.25, 0.25, 0.25};
+  check_distribution_of(&p, flat, 64, want);
+  p.top_p = 1.0f;
+  p.top_k = 3; /* and top-k keeps the three lowest */
+  double want3[64] = {1.0 / 3, 1.0 / 3, 1.0 / 3};
+  check_distribution_of(&p, flat, 64, want3);
 }
 
 /* ---- seeds ---- */
@@ -710,6 +786,7 @@ int main(void) {
       cmocka_unit_test(test_distribution_top_p),
       cmocka_unit_test(test_distribution_min_p),
       cmocka_unit_test(test_big_vocab_filters),
+      cmocka_unit_test(test_distribution_dense),
       cmocka_unit_test(test_seed_reproducible),
       cmocka_unit_test(test_logprobs),
       cmocka_unit_test(test_validation),

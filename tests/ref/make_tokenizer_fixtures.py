@@ -10,11 +10,14 @@ It reads the real tokenizers under $R1D_SHARED/fixtures/tokenizers (default
     {"corpus": [str, ...],
      "ids": {"qwen3": [[int, ...], ...], "llama3": ..., "deepseek_v3": ...},
      "decode": {"qwen3": [{"ids": [...], "skip_special": bool,
-                           "text": str}, ...], ...}}
+                           "text": str}, ...], ...},
+     "nfc": [str or null, ...]}
 
 `ids[name][i]` is Tokenizer.encode(corpus[i], add_special_tokens=False).ids;
 the decode cases include id runs that cut UTF-8 characters in half (the
-decoder must produce U+FFFD exactly where `tokenizers` does).
+decoder must produce U+FFFD exactly where `tokenizers` does); `nfc[i]` is
+the NFC form `tokenizers` computes for corpus[i] (null when unchanged), what
+decode(encode(s)) gives back with the normalizing Qwen3 tokenizer.
 
 It also compares the public reference (ref_public.json, made with
 transformers.js) against `tokenizers` and prints any disagreement: the
@@ -32,7 +35,7 @@ import os
 import random
 import sys
 
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.environ.get("R1D_SHARED", os.path.join(ROOT, "..", "shared"))
@@ -133,6 +136,14 @@ HANDWRITTEN = [
     "\u0958 \u0915\u093c nukta",
     "\u0374 \u037e \u0387 singletons",
     "\uf900 \uf91d compat ideographs",
+    # characters whose tables differ between libraries (Unicode versions):
+    # marks `tokenizers`' NFC treats as starters, letters and symbols that
+    # are new in Unicode 15/16, Mongolian vowel separator (not \\s there)
+    "a\u0899\u0316 a\u1df6\u0316 e\u0301\u07fd\u0316 \U00011935\U00011930",
+    "x\u1dfa\u0334y \U00016ff0\u0301 q\u0c3c\u0323",
+    "a\u1c89b x\u1c89 \u1c89\u1c8a \ua7cbz",
+    "a\u2427 \u2427b word\u1b4e! 12\U00010d40\U00010d41 3",
+    "x\U00011f00\U00011f34y ab\u0897cd \u180e\u180e x",
     # emoji
     "😀😃😄😁😆",
     "👍 👍🏻 👍🏼 👍🏽 👍🏾 👍🏿",
@@ -293,7 +304,10 @@ def main():
             for k, d in NAMES.items()}
     check_public(toks)
     corpus = HANDWRITTEN + random_strings(160)
-    out = {"corpus": corpus, "ids": {}, "decode": {}}
+    nfc = normalizers.NFC()
+    out = {"corpus": corpus, "ids": {}, "decode": {},
+           "nfc": [nfc.normalize_str(s) if nfc.normalize_str(s) != s else None
+                   for s in corpus]}
     for key, tok in toks.items():
         ids = [tok.encode(s, add_special_tokens=False).ids for s in corpus]
         out["ids"][key] = ids
