@@ -331,6 +331,10 @@ static void test_attention(void **state) {
   run_attention(1, 40, 2, 1, 16, 1.0f);  /* decode, GQA 2 */
   run_attention(5, 600, 4, 1, 16, 3.0f); /* spans two score tiles */
   run_attention(2, 1100, 2, 2, 8, 8.0f); /* three tiles, max grows late */
+  /* prefill GEMM path (n >= 16): threshold, partial last query tile, start > 0 */
+  run_attention(16, 0, 2, 1, 64, 1.0f);
+  run_attention(70, 0, 4, 2, 16, 2.0f);
+  run_attention(130, 33, 6, 3, 8, 3.0f);
 }
 
 int main(void) {
