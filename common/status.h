@@ -11,13 +11,13 @@
 
 enum {
   R1D_OK = 0,
-  R1D_EINVAL = -1,      /* bad argument or malformed input */
-  R1D_EIO = -2,         /* read/write/open/mmap failed */
-  R1D_ENOMEM = -3,      /* allocation failed */
-  R1D_EFORMAT = -4,     /* file content violates its format */
+  R1D_EINVAL = -1,       /* bad argument or malformed input */
+  R1D_EIO = -2,          /* read/write/open/mmap failed */
+  R1D_ENOMEM = -3,       /* allocation failed */
+  R1D_EFORMAT = -4,      /* file content violates its format */
   R1D_EUNSUPPORTED = -5, /* valid input we do not handle (yet) */
-  R1D_ERANGE = -6,      /* a value outside its allowed range */
-  R1D_ENOTFOUND = -7,   /* a named item (tensor, token, file) is missing */
+  R1D_ERANGE = -6,       /* a value outside its allowed range */
+  R1D_ENOTFOUND = -7,    /* a named item (tensor, token, file) is missing */
 };
 
 typedef struct r1d_error {

@@ -24,14 +24,16 @@ const char cmd_generate_help[] =
     "                    --prompt-ids 1,2,3) [OPTIONS]\n"
     "\n"
     "Generates a completion and streams it to standard output. A --prompt is\n"
-    "sent as one user message through the model's chat template (unless --raw);\n"
+    "sent as one user message through the model's chat template (unless "
+    "--raw);\n"
     "--messages reads a JSON array of {\"role\", \"content\"}.\n"
     "\n"
     "  --model DIR            Hugging Face folder (Qwen2 or Llama)\n"
     "  --prompt TEXT          user message (or raw text with --raw)\n"
     "  --messages FILE        JSON array of chat messages\n"
     "  --prompt-ids LIST      comma-separated token ids, used as they are\n"
-    "  --raw                  no chat template: the prompt text is encoded as is\n"
+    "  --raw                  no chat template: the prompt text is encoded as "
+    "is\n"
     "  --system TEXT          system message before the prompt\n"
     "  --template NAME        override the detected chat template\n"
     "  --max-tokens N         tokens to generate (default 256)\n"
@@ -44,7 +46,8 @@ const char cmd_generate_help[] =
     "  --stop STR             stop string (repeatable, up to 8)\n"
     "  --ignore-eos           keep going past end-of-sequence tokens\n"
     "  --json                 one JSON object per token: {\"id\", \"text\",\n"
-    "                         \"logprob\", \"top_logprobs\": [[id, logprob], ...]}\n"
+    "                         \"logprob\", \"top_logprobs\": [[id, logprob], "
+    "...]}\n"
     "  --top-logprobs N       alternatives per token with --json (0..20)\n"
     "  --threads N            CPU threads (default: all cores)\n"
     "  --stats                print token counts and tokens/s to stderr\n";
@@ -74,8 +77,8 @@ static int on_token(void *user, const r1d_gen_event *ev) {
   if (v->json) {
     json_t *top = json_array();
     for (int i = 0; i < ev->n_top; i++)
-      json_array_append_new(top, json_pack("[i,f]", ev->top[i].id,
-                                           (double)ev->top[i].logprob));
+      json_array_append_new(
+          top, json_pack("[i,f]", ev->top[i].id, (double)ev->top[i].logprob));
     json_t *o = json_pack("{s:i, s:s%, s:f, s:o}", "id", ev->id, "text",
                           ev->text, ev->text_len, "logprob",
                           (double)ev->logprob, "top_logprobs", top);
@@ -108,8 +111,10 @@ static int parse_ids(const char *list, int vocab, r1d_ids *ids) {
                              vocab);
     if (r1d_ids_push(ids, (int32_t)v)) return cli_usage_error("out of memory");
     p = end;
-    if (*p == ',') p++;
-    else if (*p) return cli_usage_error("--prompt-ids: expected a comma at '%s'", p);
+    if (*p == ',')
+      p++;
+    else if (*p)
+      return cli_usage_error("--prompt-ids: expected a comma at '%s'", p);
   }
   if (ids->n == 0) return cli_usage_error("--prompt-ids: no ids given");
   return 0;
@@ -126,8 +131,7 @@ static int build_chat_prompt(const gen_opts *o, char **text, r1d_error *err) {
   if (o->messages) {
     rc = r1d_read_file(o->messages, &file_text, NULL, err);
     if (rc == 0) rc = r1d_chat_messages_parse(file_text, &msgs, &n, err);
-    if (rc && rc != R1D_EIO)
-      r1d_fail(err, rc, "%s: %s", o->messages, err->msg);
+    if (rc && rc != R1D_EIO) r1d_fail(err, rc, "%s: %s", o->messages, err->msg);
   } else {
     if (o->system) one[n++] = (r1d_chat_message){"system", o->system, NULL};
     one[n++] = (r1d_chat_message){"user", o->prompt, NULL};
@@ -191,12 +195,17 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
       if (!*optarg) return cli_usage_error("--stop: empty stop string");
       o->stops[o->n_stops++] = optarg;
       break;
-    case 'n': case 'k': case 's': case 'L': case 'H': {
+    case 'n':
+    case 'k':
+    case 's':
+    case 'L':
+    case 'H': {
       long long lo = c == 'k' ? -1 : c == 's' ? 0 : c == 'L' ? 0 : 1;
       long long hi = c == 's' ? (1LL << 62) : c == 'L' ? 20 : 1 << 24;
       if (cli_parse_int(optarg, lo, hi, &iv))
-        return cli_usage_error("--%s: expected an integer in [%lld, %lld], got '%s'",
-                               name, lo, hi, optarg);
+        return cli_usage_error(
+            "--%s: expected an integer in [%lld, %lld], got '%s'", name, lo, hi,
+            optarg);
       if (c == 'n') o->max_tokens = (int)iv;
       if (c == 'k') o->sp.top_k = (int)iv;
       if (c == 's') o->sp.seed = (uint64_t)iv, o->seed_given = 1;
@@ -204,9 +213,15 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
       if (c == 'H') o->threads = (int)iv;
       break;
     }
-    case 't': case 'P': case 'x': case 'R': case 'E': case 'F':
+    case 't':
+    case 'P':
+    case 'x':
+    case 'R':
+    case 'E':
+    case 'F':
       if (cli_parse_float(optarg, -1e9, 1e9, &fv))
-        return cli_usage_error("--%s: expected a number, got '%s'", name, optarg);
+        return cli_usage_error("--%s: expected a number, got '%s'", name,
+                               optarg);
       if (c == 't') o->sp.temperature = (float)fv;
       if (c == 'P') o->sp.top_p = (float)fv;
       if (c == 'x') o->sp.min_p = (float)fv;
@@ -226,7 +241,8 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
     return cli_usage_error(
         "generate: give exactly one of --prompt, --messages, --prompt-ids");
   if (o->raw && o->messages)
-    return cli_usage_error("generate: --raw applies to --prompt, not --messages");
+    return cli_usage_error(
+        "generate: --raw applies to --prompt, not --messages");
   return 0;
 }
 
@@ -238,7 +254,8 @@ int cmd_generate(int argc, char **argv) {
   int st = parse_args(argc, argv, &o);
   if (st == -1) return CLI_EXIT_OK;
   if (st) return st;
-  if (!o.seed_given) o.sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+  if (!o.seed_given)
+    o.sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 
   r1d_error err = {0};
   r1d_backend be;
@@ -255,7 +272,8 @@ int cmd_generate(int argc, char **argv) {
     goto done;
   }
   if (o.prompt_ids) {
-    if ((status = parse_ids(o.prompt_ids, model->cfg.vocab_size, &ids))) goto done;
+    if ((status = parse_ids(o.prompt_ids, model->cfg.vocab_size, &ids)))
+      goto done;
   } else {
     if (o.raw) {
       prompt_text = strdup(o.prompt);
@@ -267,7 +285,8 @@ int cmd_generate(int argc, char **argv) {
       status = cli_report(&err);
       goto done;
     }
-    if (r1d_tokenizer_encode(tok, prompt_text, strlen(prompt_text), &ids, &err)) {
+    if (r1d_tokenizer_encode(tok, prompt_text, strlen(prompt_text), &ids,
+                             &err)) {
       status = cli_report(&err);
       goto done;
     }
@@ -279,7 +298,8 @@ int cmd_generate(int argc, char **argv) {
                    .think_end = r1d_tokenizer_token_to_id(tok, "</think>"),
                    .tok = tok};
   /* R1 templates open the thought in the prompt: the model starts inside it. */
-  if (view.tty && !view.json && ids.n > 0 && ids.v[ids.n - 1] != view.think_end) {
+  if (view.tty && !view.json && ids.n > 0 &&
+      ids.v[ids.n - 1] != view.think_end) {
     for (size_t i = ids.n; i-- > 0 && ids.n - i <= 2;)
       if (ids.v[i] == view.think_start) {
         fputs(dim_on, stdout);
@@ -294,7 +314,8 @@ int cmd_generate(int argc, char **argv) {
                        .ignore_eos = o.ignore_eos,
                        .n_top_logprobs = o.json ? o.top_logprobs : 0};
   r1d_gen_result res;
-  if (r1d_generate(model, tok, ids.v, ids.n, &gp, on_token, &view, &res, &err)) {
+  if (r1d_generate(model, tok, ids.v, ids.n, &gp, on_token, &view, &res,
+                   &err)) {
     if (view.thinking) fputs(dim_off, stdout);
     status = cli_report(&err);
     goto done;
@@ -306,7 +327,8 @@ int cmd_generate(int argc, char **argv) {
             "prompt %d tokens, prefill %.1f tok/s; completion %d tokens, "
             "decode %.1f tok/s; finish %s\n",
             res.prompt_tokens,
-            res.prefill_seconds > 0 ? res.prompt_tokens / res.prefill_seconds : 0,
+            res.prefill_seconds > 0 ? res.prompt_tokens / res.prefill_seconds
+                                    : 0,
             res.completion_tokens,
             /* the first token comes from the prefill pass */
             res.decode_seconds > 0 && res.completion_tokens > 1

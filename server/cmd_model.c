@@ -13,7 +13,8 @@ const char cmd_model_help[] =
     "                      [--seed S]\n"
     "       r1d model info --model DIR\n"
     "\n"
-    "init writes a Hugging Face model folder with seeded random weights (F32),\n"
+    "init writes a Hugging Face model folder with seeded random weights "
+    "(F32),\n"
     "a byte-level tokenizer with the R1 chat and <think>/</think>/<answer>/\n"
     "</answer> tokens, and an R1-distill chat template. Presets: tiny (~1M\n"
     "parameters), small (~100M). info prints the config r1d reads.\n";
@@ -35,17 +36,20 @@ static int model_init(int argc, char **argv) {
     case 'o': out = optarg; break;
     case 's':
       if (cli_parse_int(optarg, 0, 1LL << 62, &seed))
-        return cli_usage_error("--seed: expected a non-negative integer, got '%s'",
-                               optarg);
+        return cli_usage_error(
+            "--seed: expected a non-negative integer, got '%s'", optarg);
       break;
     default: return CLI_EXIT_USAGE;
     }
   }
   if (!out) return cli_usage_error("model init: --out DIR is required");
   r1d_arch a;
-  if (strcmp(arch, "qwen2") == 0) a = R1D_ARCH_QWEN2;
-  else if (strcmp(arch, "llama") == 0) a = R1D_ARCH_LLAMA;
-  else return cli_usage_error("--arch: expected qwen2 or llama, got '%s'", arch);
+  if (strcmp(arch, "qwen2") == 0)
+    a = R1D_ARCH_QWEN2;
+  else if (strcmp(arch, "llama") == 0)
+    a = R1D_ARCH_LLAMA;
+  else
+    return cli_usage_error("--arch: expected qwen2 or llama, got '%s'", arch);
   r1d_config cfg;
   r1d_error err = {0};
   if (r1d_model_preset(a, preset, &cfg, &err) ||
@@ -63,8 +67,10 @@ static int model_info(int argc, char **argv) {
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    if (c == 'm') dir = optarg;
-    else return CLI_EXIT_USAGE;
+    if (c == 'm')
+      dir = optarg;
+    else
+      return CLI_EXIT_USAGE;
   }
   if (!dir) return cli_usage_error("model info: --model DIR is required");
   r1d_config cfg;
@@ -72,7 +78,8 @@ static int model_info(int argc, char **argv) {
   if (r1d_config_load(dir, &cfg, &err)) return cli_report(&err);
   printf("architecture      %s\n",
          cfg.arch == R1D_ARCH_QWEN2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
-  printf("parameters        %.2fM\n", (double)r1d_config_param_count(&cfg) / 1e6);
+  printf("parameters        %.2fM\n",
+         (double)r1d_config_param_count(&cfg) / 1e6);
   printf("layers            %d\n", cfg.num_layers);
   printf("hidden / ffn      %d / %d\n", cfg.hidden_size, cfg.intermediate_size);
   printf("heads / kv heads  %d / %d (head_dim %d)\n", cfg.num_heads,
@@ -84,14 +91,18 @@ static int model_info(int argc, char **argv) {
   printf("tied embeddings   %s\n", cfg.tie_word_embeddings ? "yes" : "no");
   printf("qkv bias          %s\n", cfg.qkv_bias ? "yes" : "no");
   printf("bos / eos         %d /", cfg.bos_token_id);
-  for (int i = 0; i < cfg.n_eos; i++) printf(" %d", cfg.eos_token_ids[i]);
+  for (int i = 0; i < cfg.n_eos; i++)
+    printf(" %d", cfg.eos_token_ids[i]);
   printf("\n");
   return CLI_EXIT_OK;
 }
 
 int cmd_model(int argc, char **argv) {
-  if (argc < 2) return cli_usage_error("model: expected `init` or `info` (see r1d help model)");
+  if (argc < 2)
+    return cli_usage_error(
+        "model: expected `init` or `info` (see r1d help model)");
   if (strcmp(argv[1], "init") == 0) return model_init(argc - 1, argv + 1);
   if (strcmp(argv[1], "info") == 0) return model_info(argc - 1, argv + 1);
-  return cli_usage_error("model: unknown action '%s' (expected init or info)", argv[1]);
+  return cli_usage_error("model: unknown action '%s' (expected init or info)",
+                         argv[1]);
 }

@@ -16,7 +16,8 @@
 const char cmd_tokenize_help[] =
     "usage: r1d tokenize --model DIR [--decode] [--skip-special]\n"
     "\n"
-    "Reads standard input, one JSON string per line, and prints one JSON array\n"
+    "Reads standard input, one JSON string per line, and prints one JSON "
+    "array\n"
     "of token ids per line (no BOS/EOS added; special tokens written in the\n"
     "text are matched). With --decode: arrays of ids in, JSON strings out.\n"
     "DIR needs only tokenizer.json.\n"
@@ -26,7 +27,8 @@ const char cmd_tokenize_help[] =
     "  --skip-special   with --decode: drop special tokens\n";
 
 const char cmd_template_help[] =
-    "usage: r1d template --model DIR [--no-generation-prompt] [--template NAME]\n"
+    "usage: r1d template --model DIR [--no-generation-prompt] [--template "
+    "NAME]\n"
     "\n"
     "Reads one JSON array of messages ({\"role\", \"content\"}) per line and\n"
     "prints the rendered prompt as one JSON string per line. DIR needs only\n"
@@ -42,7 +44,8 @@ const char cmd_template_help[] =
 static long read_line(FILE *f, char **buf, size_t *cap) {
   ssize_t n = getline(buf, cap, f);
   if (n < 0) return -1;
-  while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r')) n--;
+  while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r'))
+    n--;
   (*buf)[n] = '\0';
   return (long)n;
 }
@@ -58,8 +61,7 @@ static int print_json_line(json_t *v) {
 static int parse_line(const char *line, long n, long lineno, json_t **out) {
   json_error_t jerr;
   *out = json_loadb(line, (size_t)n, JSON_DECODE_ANY, &jerr);
-  if (!*out)
-    return cli_usage_error("stdin line %ld: %s", lineno, jerr.text);
+  if (!*out) return cli_usage_error("stdin line %ld: %s", lineno, jerr.text);
   return 0;
 }
 
@@ -68,14 +70,15 @@ static int tokenize_encode(const r1d_tokenizer *tok, json_t *v, long lineno) {
     return cli_usage_error("stdin line %ld: expected a JSON string", lineno);
   r1d_ids ids = {0};
   r1d_error err = {0};
-  int rc = r1d_tokenizer_encode(tok, json_string_value(v), json_string_length(v),
-                                &ids, &err);
+  int rc = r1d_tokenizer_encode(tok, json_string_value(v),
+                                json_string_length(v), &ids, &err);
   if (rc) {
     r1d_ids_free(&ids);
     return cli_usage_error("stdin line %ld: %s", lineno, err.msg);
   }
   json_t *arr = json_array();
-  for (size_t i = 0; i < ids.n; i++) json_array_append_new(arr, json_integer(ids.v[i]));
+  for (size_t i = 0; i < ids.n; i++)
+    json_array_append_new(arr, json_integer(ids.v[i]));
   print_json_line(arr);
   json_decref(arr);
   r1d_ids_free(&ids);
@@ -85,7 +88,8 @@ static int tokenize_encode(const r1d_tokenizer *tok, json_t *v, long lineno) {
 static int tokenize_decode(const r1d_tokenizer *tok, json_t *v, long lineno,
                            int skip_special) {
   if (!json_is_array(v))
-    return cli_usage_error("stdin line %ld: expected a JSON array of ids", lineno);
+    return cli_usage_error("stdin line %ld: expected a JSON array of ids",
+                           lineno);
   size_t n = json_array_size(v);
   int32_t *ids = malloc(sizeof(int32_t) * (n ? n : 1));
   if (!ids) return cli_usage_error("out of memory");
@@ -107,7 +111,8 @@ static int tokenize_decode(const r1d_tokenizer *tok, json_t *v, long lineno,
   if (rc) return cli_usage_error("stdin line %ld: %s", lineno, err.msg);
   json_t *s = json_stringn(text, len);
   free(text);
-  if (!s) return cli_usage_error("stdin line %ld: decoded text is not UTF-8", lineno);
+  if (!s)
+    return cli_usage_error("stdin line %ld: decoded text is not UTF-8", lineno);
   print_json_line(s);
   json_decref(s);
   return 0;
@@ -132,7 +137,8 @@ int cmd_tokenize(int argc, char **argv) {
     }
   }
   if (!model) return cli_usage_error("tokenize: --model DIR is required");
-  if (optind < argc) return cli_usage_error("tokenize: unexpected argument '%s'", argv[optind]);
+  if (optind < argc)
+    return cli_usage_error("tokenize: unexpected argument '%s'", argv[optind]);
   r1d_tokenizer *tok = NULL;
   r1d_error err = {0};
   if (r1d_tokenizer_load_dir(model, &tok, &err)) return cli_report(&err);
@@ -173,8 +179,10 @@ int cmd_template(int argc, char **argv) {
     }
   }
   if (!model && !name)
-    return cli_usage_error("template: --model DIR (or --template NAME) is required");
-  if (optind < argc) return cli_usage_error("template: unexpected argument '%s'", argv[optind]);
+    return cli_usage_error(
+        "template: --model DIR (or --template NAME) is required");
+  if (optind < argc)
+    return cli_usage_error("template: unexpected argument '%s'", argv[optind]);
   r1d_template *tpl = NULL;
   r1d_error err = {0};
   /* With both, the folder gives bos/eos and the name gives the format. */

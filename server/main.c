@@ -27,8 +27,9 @@ static const command commands[] = {
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
 static void print_usage(FILE *f) {
-  fprintf(f, "r1d %s - serve and train DeepSeek-R1-style reasoning models\n\n"
-             "usage: r1d COMMAND [OPTIONS]\n\ncommands:\n",
+  fprintf(f,
+          "r1d %s - serve and train DeepSeek-R1-style reasoning models\n\n"
+          "usage: r1d COMMAND [OPTIONS]\n\ncommands:\n",
           R1D_VERSION);
   for (int i = 0; i < n_commands; i++)
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
@@ -53,7 +54,8 @@ int cli_usage_error(const char *fmt, ...) {
 }
 
 int cli_report(const r1d_error *err) {
-  fprintf(stderr, "r1d: %s\n", err->msg[0] ? err->msg : r1d_strerror(err->code));
+  fprintf(stderr, "r1d: %s\n",
+          err->msg[0] ? err->msg : r1d_strerror(err->code));
   return err->code == R1D_ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
 }
 

@@ -14,9 +14,15 @@
 #include "weights.h"
 
 const char *const r1d_init_added_tokens[] = {
-    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>",
-    "<｜User｜>",              "<｜Assistant｜>",        "<think>",
-    "</think>",                "<answer>",               "</answer>",
+    "<｜begin▁of▁sentence｜>",
+    "<｜end▁of▁sentence｜>",
+    "<｜▁pad▁｜>",
+    "<｜User｜>",
+    "<｜Assistant｜>",
+    "<think>",
+    "</think>",
+    "<answer>",
+    "</answer>",
 };
 const int r1d_init_n_added_tokens =
     (int)(sizeof r1d_init_added_tokens / sizeof r1d_init_added_tokens[0]);
@@ -44,7 +50,8 @@ static const char chat_template[] =
     "{% set content = content.split('</think>')[-1] %}{% endif %}"
     "{{ '<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>' }}"
     "{%- endif %}{%- endfor %}"
-    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}";
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif "
+    "%}";
 
 int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
                      r1d_error *err) {
@@ -103,7 +110,8 @@ static int fill_tensor(void *user, const char *name, int ndim,
                        const int64_t *shape, float *data) {
   fill_ctx *fc = user;
   int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
+  for (int i = 0; i < ndim; i++)
+    n *= shape[i];
   size_t len = strlen(name);
   int is_norm = strstr(name, "norm") != NULL;
   int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
@@ -114,7 +122,8 @@ static int fill_tensor(void *user, const char *name, int ndim,
       data[i] = 0.0f;
     } else { /* Box-Muller */
       double u1 = uniform01(&fc->rng), u2 = uniform01(&fc->rng);
-      data[i] = (float)(0.02 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+      data[i] =
+          (float)(0.02 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
     }
   }
   return 0;
@@ -148,9 +157,9 @@ static int write_json(const char *dir, const char *name, json_t *obj,
 static json_t *config_json(const r1d_config *c) {
   int qwen = c->arch == R1D_ARCH_QWEN2;
   json_t *o = json_object();
-  json_object_set_new(o, "architectures",
-                      json_pack("[s]", qwen ? "Qwen2ForCausalLM"
-                                            : "LlamaForCausalLM"));
+  json_object_set_new(
+      o, "architectures",
+      json_pack("[s]", qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
   json_object_set_new(o, "model_type", json_string(qwen ? "qwen2" : "llama"));
   json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
   json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));
@@ -179,7 +188,8 @@ static json_t *config_json(const r1d_config *c) {
 
 static json_t *tokenizer_config_json(void) {
   json_t *o = json_object();
-  json_object_set_new(o, "tokenizer_class", json_string("PreTrainedTokenizerFast"));
+  json_object_set_new(o, "tokenizer_class",
+                      json_string("PreTrainedTokenizerFast"));
   json_object_set_new(o, "bos_token", json_string(r1d_init_added_tokens[0]));
   json_object_set_new(o, "eos_token", json_string(r1d_init_added_tokens[1]));
   json_object_set_new(o, "pad_token", json_string(r1d_init_added_tokens[2]));
@@ -212,10 +222,9 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
 
   rc = write_json(out_dir, "config.json", config_json(cfg), err);
   if (rc) return rc;
-  json_t *gen = json_pack("{s:i, s:i, s:f, s:f}", "bos_token_id",
-                          cfg->bos_token_id, "eos_token_id",
-                          cfg->eos_token_ids[0], "temperature", 0.6,
-                          "top_p", 0.95);
+  json_t *gen = json_pack(
+      "{s:i, s:i, s:f, s:f}", "bos_token_id", cfg->bos_token_id, "eos_token_id",
+      cfg->eos_token_ids[0], "temperature", 0.6, "top_p", 0.95);
   rc = write_json(out_dir, "generation_config.json", gen, err);
   if (rc) return rc;
   return write_json(out_dir, "tokenizer_config.json", tokenizer_config_json(),

@@ -30,8 +30,11 @@ static size_t utf8_complete_prefix(const unsigned char *b, size_t n) {
   while (back < 4 && back < n) {
     unsigned char c = b[n - 1 - back];
     if ((c & 0xC0) != 0x80) {
-      size_t need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
-                                   : (c >> 3) == 30 ? 4 : 1;
+      size_t need = c < 0x80         ? 1
+                    : (c >> 5) == 6  ? 2
+                    : (c >> 4) == 14 ? 3
+                    : (c >> 3) == 30 ? 4
+                                     : 1;
       return back + 1 >= need ? n : n - back - 1;
     }
     back++;
@@ -47,11 +50,15 @@ static char *utf8_lossy(const unsigned char *b, size_t n, size_t *out_len) {
   size_t o = 0, i = 0;
   while (i < n) {
     unsigned char c = b[i];
-    size_t need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
-                               : (c >> 3) == 30 ? 4 : 0;
+    size_t need = c < 0x80         ? 1
+                  : (c >> 5) == 6  ? 2
+                  : (c >> 4) == 14 ? 3
+                  : (c >> 3) == 30 ? 4
+                                   : 0;
     size_t k = 1;
     if (need > 1 && i + need <= n) {
-      while (k < need && (b[i + k] & 0xC0) == 0x80) k++;
+      while (k < need && (b[i + k] & 0xC0) == 0x80)
+        k++;
     }
     if (need == 0 || k < need || i + need > n) {
       memcpy(out + o, "\xEF\xBF\xBD", 3);
@@ -91,8 +98,8 @@ static int pending_append(gen_state *g, const char *b, size_t n) {
  * filter. *text receives the visible text (malloc'ed); returns 1 when a stop
  * string matched, 0 otherwise, negative on error. */
 static int release_text(gen_state *g, int final, char **text, size_t *len) {
-  size_t ready = final ? g->n_pending
-                       : utf8_complete_prefix(g->pending, g->n_pending);
+  size_t ready =
+      final ? g->n_pending : utf8_complete_prefix(g->pending, g->n_pending);
   size_t vlen = 0;
   char *valid = utf8_lossy(g->pending, ready, &vlen);
   if (!valid) return R1D_ENOMEM;
@@ -189,9 +196,9 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
   r1d_top_logprob top[R1D_GEN_MAX_TOP];
   for (int step = 0; step < budget; step++) {
     float lp = 0.0f;
-    int32_t id = r1d_sampler_sample(sampler, logits, &lp,
-                                    p->n_top_logprobs ? top : NULL,
-                                    p->n_top_logprobs);
+    int32_t id =
+        r1d_sampler_sample(sampler, logits, &lp, p->n_top_logprobs ? top : NULL,
+                           p->n_top_logprobs);
     res->completion_tokens++;
     int stop_token = is_stop_id(m, p, id);
     int last = stop_token || step + 1 == budget;

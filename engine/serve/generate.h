@@ -16,13 +16,13 @@
 
 typedef struct r1d_gen_params {
   r1d_sampling_params sampling;
-  int max_tokens;              /* > 0 */
-  const char *const *stop;     /* stop strings, may be NULL */
+  int max_tokens;          /* > 0 */
+  const char *const *stop; /* stop strings, may be NULL */
   int n_stop;
-  const int32_t *stop_ids;     /* extra stop token ids, may be NULL */
+  const int32_t *stop_ids; /* extra stop token ids, may be NULL */
   int n_stop_ids;
-  int ignore_eos;              /* 1: the model's EOS ids do not stop */
-  int n_top_logprobs;          /* 0..R1D_GEN_MAX_TOP */
+  int ignore_eos;     /* 1: the model's EOS ids do not stop */
+  int n_top_logprobs; /* 0..R1D_GEN_MAX_TOP */
 } r1d_gen_params;
 
 #define R1D_GEN_MAX_TOP 20

@@ -22,8 +22,8 @@
 #include "../../common/status.h"
 
 typedef struct r1d_chat_message {
-  const char *role;    /* "system", "user", "assistant" */
-  const char *content; /* never NULL ("" for empty) */
+  const char *role;              /* "system", "user", "assistant" */
+  const char *content;           /* never NULL ("" for empty) */
   const char *reasoning_content; /* optional (NULL): an assistant's thoughts */
 } r1d_chat_message;
 

@@ -3,7 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,8 @@ static void test_atomic_write_and_read(void **state) {
   char *path = r1d_path_join(dir, "out.bin");
   const char payload[] = "hello\0world";
   r1d_error err = {0};
-  assert_int_equal(r1d_write_file_atomic(path, payload, sizeof payload, &err), 0);
+  assert_int_equal(r1d_write_file_atomic(path, payload, sizeof payload, &err),
+                   0);
   assert_true(r1d_file_exists(path));
   char *tmp = r1d_path_join(dir, "out.bin.tmp");
   assert_false(r1d_file_exists(tmp)); /* renamed away */

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cmocka.h>
+#include <cmocka.h> /* after the four headers it needs */
 
 #include <math.h>
 #include <stdio.h>

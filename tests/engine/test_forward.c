@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cmocka.h>
+#include <cmocka.h> /* after the four headers it needs */
 
 #include <jansson.h>
 #include <math.h>

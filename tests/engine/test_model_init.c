@@ -5,7 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 
 #include <math.h>
 #include <stdio.h>
@@ -94,7 +95,8 @@ static void test_init_dir_loads_back(void **state) {
   r1d_chat_message m[] = {{"system", "S", NULL}, {"user", "Q", NULL}};
   char *out = NULL;
   assert_int_equal(r1d_template_render(tpl, m, 2, 1, &out, &err), 0);
-  assert_string_equal(out, "<｜begin▁of▁sentence｜>S<｜User｜>Q<｜Assistant｜><think>\n");
+  assert_string_equal(
+      out, "<｜begin▁of▁sentence｜>S<｜User｜>Q<｜Assistant｜><think>\n");
   free(out);
   r1d_template_free(tpl);
 

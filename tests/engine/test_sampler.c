@@ -13,7 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#include <cmocka.h>
+#include <cmocka.h> /* after the four headers it needs */
 
 #include "engine/serve/sampler.h"
 

@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cmocka.h>
+#include <cmocka.h> /* after the four headers it needs */
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,8 +11,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h> /* after the four headers it needs */
 // clang-format off
-#include <cmocka.h>
 // clang-format on
 
 #include <jansson.h>

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cmocka.h>
+#include <cmocka.h> /* after the four headers it needs */
 
 #include <stdio.h>
 #include <stdlib.h>

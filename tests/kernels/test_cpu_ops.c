@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cmocka.h>
+#include <cmocka.h> /* after the four headers it needs */
 
 #include <float.h>
 #include <math.h>
