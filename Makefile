@@ -62,9 +62,10 @@ test-cli: build $(VENV)/.stamp
 
 # Benchmarks (not tests): they print ratios against a peer run in the same go.
 bench: build $(REF_VENV)/.stamp
-	ninja -C $(BUILD) benchmarks 2>/dev/null || true
-	meson test -C $(BUILD) --benchmark --verbose
-	$(REF_VENV)/bin/python bench/bench_model.py --r1d $(BUILD)/r1d
+	$(BUILD)/bench/bench_tokenizer
+	$(BUILD)/bench/bench_tokenizer --write-texts $(BUILD)/bench-texts
+	$(REF_VENV)/bin/python bench/bench_tokenizer_py.py $(BUILD)/bench-texts
+	$(REF_VENV)/bin/python bench/bench_model.py --r1d $(BUILD)/r1d --repeat 3
 
 # Reference fixtures: torch + transformers + tokenizers (CPU), only here.
 $(REF_VENV)/.stamp: tests/ref/requirements.txt

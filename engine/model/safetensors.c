@@ -335,3 +335,13 @@ const r1d_tensor_view *r1d_safetensors_find(const r1d_safetensors *st,
   }
   return NULL;
 }
+
+void r1d_tensor_release(const r1d_tensor_view *t) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0 || t->nbytes == 0) return;
+  /* Only whole pages inside the tensor: neighbours may still be needed. */
+  uintptr_t begin =
+      ((uintptr_t)t->data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+  uintptr_t end = ((uintptr_t)t->data + t->nbytes) & ~((uintptr_t)page - 1);
+  if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}

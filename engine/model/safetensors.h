@@ -66,6 +66,11 @@ const char *r1d_st_folder_file_of(const r1d_st_folder *f, const char *name);
  * R1D_EUNSUPPORTED. */
 int r1d_tensor_to_f32(const r1d_tensor_view *t, float *dst);
 
+/* Tells the kernel the tensor's mapped pages are no longer needed (they are
+ * re-read from the file if touched again). Loaders call it after converting a
+ * tensor so that peak memory is one copy of the weights, not two. */
+void r1d_tensor_release(const r1d_tensor_view *t);
+
 /* fp32 <-> bf16 with round-to-nearest-even (NaN preserved). */
 uint16_t r1d_f32_to_bf16(float f);
 float r1d_bf16_to_f32(uint16_t h);

@@ -213,6 +213,7 @@ static int load_visit(void *user, const char *name, int ndim,
     return r1d_fail(l->err, R1D_EUNSUPPORTED,
                     "%s: tensor %s has dtype %s (need F32, F16 or BF16)", file,
                     name, r1d_dtype_name(t->dtype));
+  r1d_tensor_release(t);
   return R1D_OK;
 }
 
