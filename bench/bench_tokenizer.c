@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/file.h"
 #include "engine/text/tokenizer.h"
 
 enum { TEXT_BYTES = 4 << 20, DOC_BYTES = 2048 };
@@ -246,6 +247,11 @@ int main(int argc, char **argv) {
   size_t cjk_len = make_text(cjk, TEXT_BYTES, 1, 5678);
   int rc = 0;
   if (argc == 3 && !strcmp(argv[1], "--write-texts")) {
+    r1d_error err = {0};
+    if (r1d_mkdir_p(argv[2], &err) != 0) {
+      fprintf(stderr, "%s\n", err.msg);
+      return 1;
+    }
     rc = write_text(argv[2], "english.txt", en, en_len) ||
          write_text(argv[2], "cjk.txt", cjk, cjk_len);
     free(en);
