@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../common/buf.h"
+#include "../../common/utf8.h"
 #include "stop.h"
 
 const char *r1d_finish_reason_name(r1d_finish_reason r) {
@@ -22,116 +24,37 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Length of the longest prefix of b[0..n) that ends on a UTF-8 character
- * boundary, i.e. excluding a trailing incomplete sequence (at most 3 bytes).
- * A trailing sequence that can never complete (bad lead byte) is not held. */
-static size_t utf8_complete_prefix(const unsigned char *b, size_t n) {
-  size_t back = 0;
-  while (back < 4 && back < n) {
-    unsigned char c = b[n - 1 - back];
-    if ((c & 0xC0) != 0x80) {
-      size_t need = c < 0x80         ? 1
-                    : (c >> 5) == 6  ? 2
-                    : (c >> 4) == 14 ? 3
-                    : (c >> 3) == 30 ? 4
-                                     : 1;
-      return back + 1 >= need ? n : n - back - 1;
-    }
-    back++;
-  }
-  return n;
-}
-
-/* Replaces invalid UTF-8 by U+FFFD (as the tokenizers decoder does) into a
- * new buffer; used when flushing bytes that can no longer complete. */
-static char *utf8_lossy(const unsigned char *b, size_t n, size_t *out_len) {
-  char *out = malloc(n * 3 + 1);
-  if (!out) return NULL;
-  size_t o = 0, i = 0;
-  while (i < n) {
-    unsigned char c = b[i];
-    size_t need = c < 0x80         ? 1
-                  : (c >> 5) == 6  ? 2
-                  : (c >> 4) == 14 ? 3
-                  : (c >> 3) == 30 ? 4
-                                   : 0;
-    size_t k = 1;
-    if (need > 1 && i + need <= n) {
-      while (k < need && (b[i + k] & 0xC0) == 0x80)
-        k++;
-    }
-    if (need == 0 || k < need || i + need > n) {
-      memcpy(out + o, "\xEF\xBF\xBD", 3);
-      o += 3;
-      i += 1;
-    } else {
-      memcpy(out + o, b + i, need);
-      o += need;
-      i += need;
-    }
-  }
-  out[o] = '\0';
-  *out_len = o;
-  return out;
-}
-
 typedef struct gen_state {
-  unsigned char *pending; /* token bytes not yet forming whole characters */
-  size_t n_pending, cap_pending;
+  r1d_buf pending; /* token bytes not yet forming whole characters */
+  r1d_buf text;    /* scratch: the bytes released this step, repaired */
   r1d_stop *stop;
 } gen_state;
-
-static int pending_append(gen_state *g, const char *b, size_t n) {
-  if (g->n_pending + n > g->cap_pending) {
-    size_t cap = (g->n_pending + n) * 2 + 16;
-    unsigned char *nb = realloc(g->pending, cap);
-    if (!nb) return R1D_ENOMEM;
-    g->pending = nb;
-    g->cap_pending = cap;
-  }
-  memcpy(g->pending + g->n_pending, b, n);
-  g->n_pending += n;
-  return 0;
-}
 
 /* Moves complete characters (all bytes when `final`) through the stop-string
  * filter. *text receives the visible text (malloc'ed); returns 1 when a stop
  * string matched, 0 otherwise, negative on error. */
 static int release_text(gen_state *g, int final, char **text, size_t *len) {
+  const unsigned char *p = (const unsigned char *)g->pending.p;
   size_t ready =
-      final ? g->n_pending : utf8_complete_prefix(g->pending, g->n_pending);
-  size_t vlen = 0;
-  char *valid = utf8_lossy(g->pending, ready, &vlen);
-  if (!valid) return R1D_ENOMEM;
-  memmove(g->pending, g->pending + ready, g->n_pending - ready);
-  g->n_pending -= ready;
+      final ? g->pending.n : r1d_utf8_complete_prefix(p, g->pending.n);
+  g->text.n = 0;
+  if (r1d_utf8_lossy_append(&g->text, p, ready) ||
+      r1d_buf_append(&g->text, "", 1))
+    return R1D_ENOMEM;
+  r1d_buf_consume(&g->pending, ready);
+  size_t vlen = g->text.n - 1;
   *text = NULL;
   *len = 0;
   if (!g->stop) {
-    *text = valid;
+    *text = malloc(vlen + 1); /* token bytes may include NUL: no strdup */
+    if (!*text) return R1D_ENOMEM;
+    memcpy(*text, g->text.p, vlen + 1);
     *len = vlen;
     return 0;
   }
-  int rc = r1d_stop_feed(g->stop, valid, vlen, text, len);
-  free(valid);
-  if (rc < 0) return rc;
-  if (rc == 0 && final) {
-    char *rest = NULL;
-    size_t rest_len = 0;
-    int frc = r1d_stop_flush(g->stop, &rest, &rest_len);
-    if (frc < 0) return frc;
-    if (rest_len > 0) {
-      char *joined = realloc(*text, *len + rest_len + 1);
-      if (!joined) {
-        free(rest);
-        return R1D_ENOMEM;
-      }
-      memcpy(joined + *len, rest, rest_len + 1);
-      *text = joined;
-      *len += rest_len;
-    }
-    free(rest);
-  }
+  int rc = r1d_stop_feed(g->stop, g->text.p, vlen, text, len);
+  if (rc == 0 && final) /* no stop matched: release what was held back */
+    rc = r1d_stop_flush(g->stop, text, len);
   return rc;
 }
 
@@ -205,7 +128,10 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
     if (!stop_token) { /* stop tokens are not part of the text (OpenAI) */
       size_t nb = 0;
       const char *bytes = r1d_tokenizer_token_bytes(tok, id, &nb);
-      if (bytes && (rc = pending_append(&g, bytes, nb)) < 0) goto done;
+      if (bytes && r1d_buf_append(&g.pending, bytes, nb)) {
+        rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+        goto done;
+      }
     }
     char *text = NULL;
     size_t text_len = 0;
@@ -242,7 +168,8 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
   rc = R1D_OK;
 done:
   free(logits);
-  free(g.pending);
+  r1d_buf_free(&g.pending);
+  r1d_buf_free(&g.text);
   r1d_stop_free(g.stop);
   r1d_sampler_free(sampler);
   r1d_kv_cache_free(kv);

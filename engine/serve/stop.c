@@ -21,13 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/buf.h"
+
 struct r1d_stop {
   char **stops;
   size_t *lens;
   int n;
-  char *pending; /* held-back text, not NUL-terminated */
-  size_t n_pending, cap_pending;
-  int matched; /* a stop string was found: everything after is dropped */
+  r1d_buf pending; /* held-back text, not NUL-terminated */
+  int matched;     /* a stop string was found: everything after is dropped */
 };
 
 void r1d_stop_free(r1d_stop *s) {
@@ -36,7 +37,7 @@ void r1d_stop_free(r1d_stop *s) {
     free(s->stops[i]);
   free(s->stops);
   free(s->lens);
-  free(s->pending);
+  r1d_buf_free(&s->pending);
   free(s);
 }
 
@@ -82,27 +83,15 @@ static int emit_append(char **emit, size_t *emit_len, const char *b, size_t n) {
   return 0;
 }
 
-static int pending_append(r1d_stop *s, const char *b, size_t n) {
-  if (s->n_pending + n > s->cap_pending) {
-    size_t cap = s->cap_pending ? s->cap_pending : 64;
-    while (cap < s->n_pending + n)
-      cap *= 2;
-    char *p = realloc(s->pending, cap);
-    if (!p) return R1D_ENOMEM;
-    s->pending = p;
-    s->cap_pending = cap;
-  }
-  if (n) memcpy(s->pending + s->n_pending, b, n);
-  s->n_pending += n;
-  return 0;
-}
-
 /* Earliest start of any stop string in the pending text, or -1. */
 static long earliest_match(const r1d_stop *s) {
   long best = -1;
+  if (s->pending.n == 0) return -1;
   for (int i = 0; i < s->n; i++) {
-    const char *hit = memmem(s->pending, s->n_pending, s->stops[i], s->lens[i]);
-    if (hit && (best < 0 || hit - s->pending < best)) best = hit - s->pending;
+    const char *hit =
+        memmem(s->pending.p, s->pending.n, s->stops[i], s->lens[i]);
+    if (hit && (best < 0 || hit - s->pending.p < best))
+      best = hit - s->pending.p;
   }
   return best;
 }
@@ -113,9 +102,9 @@ static size_t held_suffix(const r1d_stop *s) {
   size_t best = 0;
   for (int i = 0; i < s->n; i++) {
     size_t max = s->lens[i] - 1;
-    if (max > s->n_pending) max = s->n_pending;
+    if (max > s->pending.n) max = s->pending.n;
     for (size_t k = max; k > best; k--)
-      if (memcmp(s->pending + s->n_pending - k, s->stops[i], k) == 0) {
+      if (memcmp(s->pending.p + s->pending.n - k, s->stops[i], k) == 0) {
         best = k;
         break;
       }
@@ -126,24 +115,25 @@ static size_t held_suffix(const r1d_stop *s) {
 int r1d_stop_feed(r1d_stop *s, const char *piece, size_t len, char **emit,
                   size_t *emit_len) {
   if (s->matched) return emit_append(emit, emit_len, NULL, 0) ? R1D_ENOMEM : 1;
-  if (pending_append(s, piece, len)) return R1D_ENOMEM;
+  if (r1d_buf_append(&s->pending, piece, len)) return R1D_ENOMEM;
   long at = earliest_match(s);
   if (at >= 0) {
-    if (emit_append(emit, emit_len, s->pending, (size_t)at)) return R1D_ENOMEM;
-    s->n_pending = 0;
+    if (emit_append(emit, emit_len, s->pending.p, (size_t)at))
+      return R1D_ENOMEM;
+    s->pending.n = 0;
     s->matched = 1;
     return 1;
   }
   size_t hold = held_suffix(s);
-  size_t out = s->n_pending - hold;
-  if (emit_append(emit, emit_len, s->pending, out)) return R1D_ENOMEM;
-  memmove(s->pending, s->pending + out, hold);
-  s->n_pending = hold;
+  size_t out = s->pending.n - hold;
+  if (emit_append(emit, emit_len, s->pending.p, out)) return R1D_ENOMEM;
+  r1d_buf_consume(&s->pending, out);
   return 0;
 }
 
 int r1d_stop_flush(r1d_stop *s, char **emit, size_t *emit_len) {
-  if (emit_append(emit, emit_len, s->pending, s->n_pending)) return R1D_ENOMEM;
-  s->n_pending = 0;
+  if (emit_append(emit, emit_len, s->pending.p, s->pending.n))
+    return R1D_ENOMEM;
+  s->pending.n = 0;
   return 0;
 }

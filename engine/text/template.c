@@ -35,16 +35,19 @@ typedef struct kind {
   int think_prompt;  /* deepseek: generation prompt adds "<think>\n" */
   int always_prompt; /* llama3: the first Llama-3 release always appends the
                         assistant header, whatever add_generation_prompt says */
+  int date_header;   /* llama3: Llama 3.1's system block with the knowledge
+                        cutoff and date, holding the first system message */
 } kind;
 
 static const kind kinds[] = {
-    {"r1-distill", FAM_DEEPSEEK, 0, 1, 1, 0},
-    {"deepseek-v3", FAM_DEEPSEEK, 1, 0, 0, 0},
-    {"qwen3", FAM_QWEN3, 0, 0, 0, 0},
-    {"chatml", FAM_CHATML, 0, 0, 0, 0},
-    {"llama3", FAM_LLAMA3, 0, 0, 0, 1},
-    {"llama3-instruct", FAM_LLAMA3, 0, 0, 0, 0},
-    {"r1-zero", FAM_R1_ZERO, 0, 0, 0, 0},
+    {"r1-distill", FAM_DEEPSEEK, 0, 1, 1, 0, 0},
+    {"deepseek-v3", FAM_DEEPSEEK, 1, 0, 0, 0, 0},
+    {"qwen3", FAM_QWEN3, 0, 0, 0, 0, 0},
+    {"chatml", FAM_CHATML, 0, 0, 0, 0, 0},
+    {"llama3", FAM_LLAMA3, 0, 0, 0, 1, 0},
+    {"llama3-instruct", FAM_LLAMA3, 0, 0, 0, 0, 0},
+    {"llama3.1", FAM_LLAMA3, 0, 0, 0, 0, 1},
+    {"r1-zero", FAM_R1_ZERO, 0, 0, 0, 0, 0},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
@@ -60,6 +63,14 @@ struct r1d_template {
 #define DS_EOS "<｜end▁of▁sentence｜>"
 #define QWEN25_DEFAULT_SYSTEM                                                  \
   "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+/* Llama 3.1's system block opening. The template takes the date from a
+ * date_string variable that apply_chat_template never sets, so its default is
+ * what every caller gets. */
+#define LLAMA31_DATE "26 Jul 2024"
+#define LLAMA31_SYSTEM                                                         \
+  "<|start_header_id|>system<|end_header_id|>\n\n"                             \
+  "Cutting Knowledge Date: December 2023\n"                                    \
+  "Today Date: " LLAMA31_DATE "\n\n"
 #define R1_ZERO_PREAMBLE                                                       \
   "A conversation between User and Assistant. The user asks a question, "      \
   "and the Assistant solves it. The assistant first thinks about the "         \
@@ -317,11 +328,19 @@ static void render_chatml(const r1d_chat_message *m, size_t n, int agp,
 }
 
 /* Llama 3: bos, then one header block per message with its content trimmed
- * (Jinja's | trim, i.e. Python's str.strip()). */
+ * (Jinja's | trim, i.e. Python's str.strip()). Llama 3.1 first writes a
+ * system block that is always there: cutoff, date, then the first message's
+ * trimmed text when that message is a system one (and is consumed by it). */
 static void render_llama3(const r1d_template *t, const r1d_chat_message *m,
                           size_t n, int agp, buf *b) {
+  size_t first = 0;
   puts_(b, t->bos);
-  for (size_t i = 0; i < n; i++) {
+  if (t->k->date_header) {
+    puts_(b, LLAMA31_SYSTEM);
+    if (is_role(&m[0], "system")) put_span(b, py_strip(span_of(m[first++].content)));
+    puts_(b, "<|eot_id|>");
+  }
+  for (size_t i = first; i < n; i++) {
     puts_(b, "<|start_header_id|>");
     puts_(b, m[i].role);
     puts_(b, "<|end_header_id|>\n\n");
@@ -347,16 +366,24 @@ static int render_r1_zero(const r1d_chat_message *m, size_t n, buf *b,
   return 0;
 }
 
-static int check_messages(const r1d_chat_message *m, size_t n, r1d_error *err) {
+/* Llama 3.1's template knows "ipython" (tool output) as a role; like "tool"
+ * it is a tool feature we refuse, not an unknown role. */
+static int is_tool_role(const r1d_template *t, const r1d_chat_message *m) {
+  return is_role(m, "tool") || (t->k->date_header && is_role(m, "ipython"));
+}
+
+static int check_messages(const r1d_template *t, const r1d_chat_message *m,
+                          size_t n, r1d_error *err) {
   if (!m || n == 0)
     return r1d_fail(err, R1D_EINVAL, "chat template: no messages");
   for (size_t i = 0; i < n; i++) {
     if (!m[i].role || !m[i].content)
       return r1d_fail(err, R1D_EINVAL, "message %zu: role or content is NULL",
                       i);
-    if (is_role(&m[i], "tool"))
+    if (is_tool_role(t, &m[i]))
       return r1d_fail(err, R1D_EUNSUPPORTED,
-                      "message %zu: tool messages are not supported", i);
+                      "message %zu: %s messages are not supported", i,
+                      m[i].role);
     if (!is_role(&m[i], "system") && !is_role(&m[i], "user") &&
         !is_role(&m[i], "assistant"))
       return r1d_fail(err, R1D_EINVAL, "message %zu: unknown role \"%s\"", i,
@@ -369,7 +396,7 @@ int r1d_template_render(const r1d_template *t, const r1d_chat_message *msgs,
                         size_t n, int add_generation_prompt, char **out,
                         r1d_error *err) {
   *out = NULL;
-  int rc = check_messages(msgs, n, err);
+  int rc = check_messages(t, msgs, n, err);
   if (rc) return rc;
   buf b = {0};
   put(&b, "", 0); /* an empty render is still a string */
@@ -410,6 +437,23 @@ static int has_either(const char *s, const char *escaped, const char *raw) {
   return has(s, escaped) || has(s, raw);
 }
 
+/* Llama 3.1 (3.3 has the same template): the date line must be the one we
+ * render, from the fixed default; Llama 3.2's template asks strftime_now for
+ * today's date instead, which would make prompts depend on the clock. */
+static const kind *recognise_llama31(const char *tpl) {
+  if (has(tpl, "{%- set date_string = \"" LLAMA31_DATE "\" %}") &&
+      !has(tpl, "strftime_now") &&
+      has_either(tpl, "\"Cutting Knowledge Date: December 2023\\n\"",
+                 "\"Cutting Knowledge Date: December 2023\n\"") &&
+      has_either(tpl, "\"Today Date: \" + date_string + \"\\n\\n\"",
+                 "\"Today Date: \" + date_string + \"\n\n\"") &&
+      has(tpl, "set system_message = messages[0]['content']|trim") &&
+      has(tpl, "{{- system_message }}") &&
+      has(tpl, "{%- if add_generation_prompt %}"))
+    return kind_by_name("llama3.1");
+  return NULL;
+}
+
 /* Maps a published chat_template to its kind by substrings that only that
  * family's template has; NULL when none fits. */
 static const kind *recognise(const char *tpl) {
@@ -432,7 +476,10 @@ static const kind *recognise(const char *tpl) {
     return NULL;
   }
   if (has(tpl, "<|start_header_id|>") && has(tpl, "<|eot_id|>") &&
-      has(tpl, "message['content'] | trim") && !has(tpl, "Cutting Knowledge")) {
+      has(tpl, "message['content'] | trim") && has(tpl, "Cutting Knowledge"))
+    return recognise_llama31(tpl);
+  if (has(tpl, "<|start_header_id|>") && has(tpl, "<|eot_id|>") &&
+      has(tpl, "message['content'] | trim")) {
     if (has(tpl, "{% if add_generation_prompt %}"))
       return kind_by_name("llama3-instruct");
     if (!has(tpl, "add_generation_prompt")) return kind_by_name("llama3");
@@ -464,7 +511,7 @@ int r1d_template_from_name(const char *name, const char *bos, const char *eos,
     return r1d_fail(err, R1D_EINVAL,
                     "unknown chat template \"%s\" (known: r1-distill, "
                     "deepseek-v3, qwen3, chatml, llama3, llama3-instruct, "
-                    "r1-zero)",
+                    "llama3.1, r1-zero)",
                     name ? name : "(null)");
   return make(k, bos, eos, out, err);
 }

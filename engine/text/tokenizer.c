@@ -61,7 +61,7 @@ int r1d_tokenizer_encode(const r1d_tokenizer *t, const char *text, size_t len,
       continue;
     }
     uint32_t cp;
-    int l = utf8_char((const unsigned char *)text + i, len - i, &cp);
+    int l = r1d_utf8_decode((const unsigned char *)text + i, len - i, &cp);
     if (l == 0)
       return r1d_fail(err, R1D_EINVAL,
                       "text to encode is not valid UTF-8 (byte 0x%02x at "
@@ -87,39 +87,12 @@ int r1d_tokenizer_encode(const r1d_tokenizer *t, const char *text, size_t len,
 
 /* ---- decoding and lookups ----------------------------------------------- */
 
-/* Number of bytes of the maximal prefix of a valid sequence starting at s
- * (at least 1): what one U+FFFD replaces, as Rust's from_utf8_lossy does. */
-static int utf8_bad_len(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  int len;
-  unsigned lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF)
-    len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else
-    return 1;
-  int i = 1;
-  for (; i < len && (size_t)i < n; i++) {
-    if (s[i] < lo || s[i] > hi) break;
-    lo = 0x80;
-    hi = 0xBF;
-  }
-  return i;
-}
-
 int r1d_tokenizer_decode(const r1d_tokenizer *t, const int32_t *ids, size_t n,
                          int skip_special, char **text, size_t *len,
                          r1d_error *err) {
   *text = NULL;
   if (len) *len = 0;
-  buf_t raw = {0}, out = {0};
+  r1d_buf raw = {0}, out = {0};
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     int32_t id = ids[i];
@@ -131,23 +104,12 @@ int r1d_tokenizer_decode(const r1d_tokenizer *t, const int32_t *ids, size_t n,
       goto done;
     }
     if (skip_special && t->special[id]) continue;
-    if (buf_add(&raw, t->tok_bytes[id], t->tok_blen[id])) goto nomem;
+    if (r1d_buf_append(&raw, t->tok_bytes[id], t->tok_blen[id])) goto nomem;
   }
   /* from_utf8_lossy: each maximal invalid subsequence becomes U+FFFD */
-  if (buf_reserve(&out, raw.n + 1)) goto nomem;
-  for (size_t i = 0; i < raw.n;) {
-    uint32_t cp;
-    const unsigned char *p = (const unsigned char *)raw.p + i;
-    int l = utf8_char(p, raw.n - i, &cp);
-    if (l > 0) {
-      if (buf_add(&out, p, (size_t)l)) goto nomem;
-      i += (size_t)l;
-    } else {
-      if (buf_add(&out, "\xEF\xBF\xBD", 3)) goto nomem;
-      i += (size_t)utf8_bad_len(p, raw.n - i);
-    }
-  }
-  if (buf_add(&out, "", 1)) goto nomem;
+  if (r1d_utf8_lossy_append(&out, (const unsigned char *)raw.p, raw.n))
+    goto nomem;
+  if (r1d_buf_append(&out, "", 1)) goto nomem;
   *text = out.p;
   if (len) *len = out.n - 1;
   out.p = NULL;

@@ -1,7 +1,7 @@
 /* tokenizer_internal.h - what the tokenizer's files share: the loaded
  * tokenizer struct, its lookup tables (string -> id map, merge map, added-
  * token tries), the per-call encode context, and the small helpers every
- * step needs (byte buffer, hashing, UTF-8 decoding).
+ * step needs (hashing; the byte buffer and UTF-8 decoding are common/'s).
  *
  * Private to engine/text/tokenizer*.c; everyone else uses tokenizer.h. The
  * helpers here are static inline because they sit on the encode hot path
@@ -13,6 +13,9 @@
 
 #include "tokenizer.h"
 
+#include "../../common/buf.h"
+#include "../../common/utf8.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,33 +24,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-/* ---- growable byte buffer ----------------------------------------------- */
-
-typedef struct {
-  char *p;
-  size_t n, cap;
-} buf_t;
-
-static inline int buf_reserve(buf_t *b, size_t extra) {
-  if (b->n + extra <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->n + extra)
-    cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (!p) return R1D_ENOMEM;
-  b->p = p;
-  b->cap = cap;
-  return 0;
-}
-
-static inline int buf_add(buf_t *b, const void *s, size_t n) {
-  if (buf_reserve(b, n)) return R1D_ENOMEM;
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  return 0;
-}
-
-/* ---- hashing and UTF-8 -------------------------------------------------- */
+/* ---- hashing -------------------------------------------------- */
 
 static inline uint64_t hash_u64(uint64_t x) {
   x ^= x >> 33;
@@ -71,44 +48,6 @@ static inline uint64_t hash_bytes(const char *s, size_t n) {
   uint64_t w = 0;
   memcpy(&w, s, n);
   return hash_u64(h ^ w);
-}
-
-/* Decodes one UTF-8 character at s[0..n); returns its length, or 0 when the
- * bytes there are not valid UTF-8. Overlongs and surrogates are invalid. */
-static inline int utf8_char(const unsigned char *s, size_t n, uint32_t *cp) {
-  unsigned c = s[0];
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  }
-  int len;
-  uint32_t lo = 0x80, hi = 0xBF, v;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    v = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    v = c & 0x0F;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    v = c & 0x07;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  for (int i = 1; i < len; i++) {
-    if ((size_t)i >= n) return 0;
-    unsigned b = s[i];
-    if (b < lo || b > hi) return 0;
-    lo = 0x80;
-    hi = 0xBF;
-    v = (v << 6) | (b & 0x3F);
-  }
-  *cp = v;
-  return len;
 }
 
 /* ---- string -> id map (open addressing; keys point into owned memory) --- */
@@ -264,7 +203,7 @@ typedef struct {
   r1d_ids *ids;
   r1d_error *err;
   pcre2_match_data *md;
-  buf_t text;      /* the piece being pre-tokenized (+ prefix spaces) */
+  r1d_buf text;    /* the piece being pre-tokenized (+ prefix spaces) */
   spans cur, next; /* pre-tokenizer splits, offsets into text */
   sym *syms;
   size_t syms_cap;

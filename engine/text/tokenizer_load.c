@@ -177,7 +177,7 @@ static int load_merges(r1d_tokenizer *t, const char *path, json_t *merges,
   t->merges.v = calloc(cap, sizeof *t->merges.v);
   t->merges.mask = cap - 1;
   if (!t->merges.v) return r1d_fail(err, R1D_ENOMEM, "out of memory");
-  buf_t joined = {0};
+  r1d_buf joined = {0};
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     json_t *m = json_array_get(merges, i);
@@ -206,7 +206,7 @@ static int load_merges(r1d_tokenizer *t, const char *path, json_t *merges,
       break;
     }
     joined.n = 0;
-    if (buf_add(&joined, a, la) || buf_add(&joined, b, lb)) {
+    if (r1d_buf_append(&joined, a, la) || r1d_buf_append(&joined, b, lb)) {
       rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
       break;
     }

@@ -89,7 +89,7 @@ static int split_step(enc_ctx *c, const pretok_step *st) {
         /* empty match: step one character, as Oniguruma's iterator does */
         if (me >= sp.len) break;
         uint32_t cp;
-        pos = me + (size_t)utf8_char(s + me, sp.len - me, &cp);
+        pos = me + (size_t)r1d_utf8_decode(s + me, sp.len - me, &cp);
       } else {
         pos = me;
       }
@@ -108,7 +108,8 @@ static int bytelevel_step(enc_ctx *c, const pretok_step *st) {
       span *sp = &c->cur.v[k];
       if (c->text.p[sp->off] == ' ') continue;
       size_t off = c->text.n;
-      if (buf_add(&c->text, " ", 1) || buf_reserve(&c->text, sp->len))
+      if (r1d_buf_append(&c->text, " ", 1) ||
+          r1d_buf_reserve(&c->text, sp->len))
         return R1D_ENOMEM;
       memcpy(c->text.p + c->text.n, c->text.p + sp->off, sp->len);
       c->text.n += sp->len;
@@ -126,7 +127,7 @@ static int encode_plain(enc_ctx *c, const char *s, size_t n) {
                     n);
   c->text.n = 0;
   c->cur.n = 0;
-  if (buf_add(&c->text, s, n) || spans_push(&c->cur, 0, (uint32_t)n))
+  if (r1d_buf_append(&c->text, s, n) || spans_push(&c->cur, 0, (uint32_t)n))
     return R1D_ENOMEM;
   for (int i = 0; i < c->t->n_steps; i++) {
     const pretok_step *st = &c->t->steps[i];
@@ -176,7 +177,7 @@ static uint32_t last_char(const char *s, size_t n, size_t *start) {
   while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80)
     i--;
   uint32_t cp = 0;
-  utf8_char((const unsigned char *)s + i, n - i, &cp);
+  r1d_utf8_decode((const unsigned char *)s + i, n - i, &cp);
   if (start) *start = i;
   return cp;
 }
@@ -204,9 +205,10 @@ int tok_split_added(enc_ctx *c, const trie_t *tr, const char *s, size_t n,
     if (a->single_word) {
       uint32_t cp;
       int before = start > 0 && is_word_char(last_char(s, start, NULL));
-      int after = stop < n &&
-                  utf8_char((const unsigned char *)s + stop, n - stop, &cp) &&
-                  is_word_char(cp);
+      int after =
+          stop < n &&
+          r1d_utf8_decode((const unsigned char *)s + stop, n - stop, &cp) &&
+          is_word_char(cp);
       if (before || after) continue;
     }
     if (a->lstrip) {
@@ -220,7 +222,8 @@ int tok_split_added(enc_ctx *c, const trie_t *tr, const char *s, size_t n,
       uint32_t cp;
       int l;
       while (stop < n &&
-             (l = utf8_char((const unsigned char *)s + stop, n - stop, &cp)) &&
+             (l = r1d_utf8_decode((const unsigned char *)s + stop, n - stop,
+                                  &cp)) &&
              is_white_space(cp))
         stop += (size_t)l;
     }

@@ -148,29 +148,6 @@ static void bytelevel_table(uint32_t b2u[256], int16_t u2b[0x144]) {
   }
 }
 
-static int utf8_encode(uint32_t cp, char *o) {
-  if (cp < 0x80) {
-    o[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    o[0] = (char)(0xC0 | cp >> 6);
-    o[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    o[0] = (char)(0xE0 | cp >> 12);
-    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  o[0] = (char)(0xF0 | cp >> 18);
-  o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-  o[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
-
 /* Fills the per-id tables: token strings (added tokens override the vocab,
  * as `tokenizers` looks them up first), decoded bytes, special flags, and
  * the byte-level lookups the encoder uses. */
@@ -188,7 +165,7 @@ int tok_build_id_tables(r1d_tokenizer *t) {
     return R1D_ENOMEM;
   for (int i = 0; i < t->n_added; i++)
     if (t->added[i].special) t->special[t->added[i].id] = 1;
-  buf_t b = {0};
+  r1d_buf b = {0};
   for (int32_t id = 0; id < t->n_ids; id++) {
     const char *s = t->tok_str[id];
     if (!s) continue;
@@ -197,13 +174,13 @@ int tok_build_id_tables(r1d_tokenizer *t) {
     b.n = 0;
     while (i < n && mapped) {
       uint32_t cp;
-      int l = utf8_char((const unsigned char *)s + i, n - i, &cp);
+      int l = r1d_utf8_decode((const unsigned char *)s + i, n - i, &cp);
       if (l == 0 || cp >= 0x144 || u2b[cp] < 0) {
         mapped = 0;
         break;
       }
       char c = (char)u2b[cp];
-      if (buf_add(&b, &c, 1)) goto nomem;
+      if (r1d_buf_append(&b, &c, 1)) goto nomem;
       i += (size_t)l;
     }
     /* The ByteLevel decoder keeps a token's own UTF-8 when any character of
@@ -224,7 +201,7 @@ int tok_build_id_tables(r1d_tokenizer *t) {
   free(b.p);
   for (int c = 0; c < 256; c++) {
     char u[4];
-    int l = utf8_encode(b2u[c], u);
+    int l = r1d_utf8_encode(b2u[c], u);
     t->byte_id[c] = smap_get(&t->vocab, u, (size_t)l);
   }
   t->byte_pairs = calloc(256 * 256, sizeof *t->byte_pairs);

@@ -42,14 +42,14 @@ static int is_nfc_break(uint32_t cp) {
   return 0;
 }
 
-static int nfc_segment(buf_t *out, const char *s, size_t n) {
+static int nfc_segment(r1d_buf *out, const char *s, size_t n) {
   if (n == 0) return 0;
   utf8proc_uint8_t *o = NULL;
   utf8proc_ssize_t r =
       utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &o,
                    UTF8PROC_STABLE | UTF8PROC_COMPOSE);
   if (r < 0) return R1D_ENOMEM;
-  int rc = buf_add(out, o, (size_t)r);
+  int rc = r1d_buf_append(out, o, (size_t)r);
   free(o);
   return rc;
 }
@@ -58,21 +58,22 @@ static int nfc_segment(buf_t *out, const char *s, size_t n) {
  * computes it: utf8proc on the runs between nfc_breaks characters, which
  * are starters there and so end every reordering and composition. */
 char *tok_nfc_dup(const char *s, size_t n, size_t *out_len) {
-  buf_t out = {0};
+  r1d_buf out = {0};
   size_t seg = 0, i = 0;
   while (i < n) {
     uint32_t cp = 0; /* stays 0 for a byte that is not UTF-8 */
-    int l = utf8_char((const unsigned char *)s + i, n - i, &cp);
+    int l = r1d_utf8_decode((const unsigned char *)s + i, n - i, &cp);
     if (l == 0) l = 1;
     if (is_nfc_break(cp)) {
       if (nfc_segment(&out, s + seg, i - seg) ||
-          buf_add(&out, s + i, (size_t)l))
+          r1d_buf_append(&out, s + i, (size_t)l))
         goto fail;
       seg = i + (size_t)l;
     }
     i += (size_t)l;
   }
-  if (nfc_segment(&out, s + seg, n - seg) || buf_add(&out, "", 1)) goto fail;
+  if (nfc_segment(&out, s + seg, n - seg) || r1d_buf_append(&out, "", 1))
+    goto fail;
   *out_len = out.n - 1;
   return out.p;
 fail:
@@ -92,7 +93,7 @@ int tok_nfc_trivially_stable(const char *s, size_t n) {
       continue;
     }
     uint32_t cp;
-    int l = utf8_char((const unsigned char *)s + i, n - i, &cp);
+    int l = r1d_utf8_decode((const unsigned char *)s + i, n - i, &cp);
     if (l == 0) return 0;
     i += (size_t)l;
     if (cp < 0x300 || (cp >= 0x3041 && cp <= 0x3096) ||
@@ -166,7 +167,7 @@ static const char *extra_ranges(char cat) {
 }
 
 static char *rewrite_pattern(const char *p, size_t n) {
-  buf_t b = {0};
+  r1d_buf b = {0};
   int in_class = 0;
   for (size_t i = 0; i < n; i++) {
     char c = p[i];
@@ -174,21 +175,23 @@ static char *rewrite_pattern(const char *p, size_t n) {
       char d = p[i + 1];
       int ok = 0;
       if (d == 's') {
-        ok = in_class ? buf_add(&b, ws_class, strlen(ws_class))
-                      : (buf_add(&b, "[", 1) ||
-                         buf_add(&b, ws_class, strlen(ws_class)) ||
-                         buf_add(&b, "]", 1));
+        ok = in_class ? r1d_buf_append(&b, ws_class, strlen(ws_class))
+                      : (r1d_buf_append(&b, "[", 1) ||
+                         r1d_buf_append(&b, ws_class, strlen(ws_class)) ||
+                         r1d_buf_append(&b, "]", 1));
       } else if (d == 'p' && i + 4 < n && p[i + 2] == '{' && p[i + 4] == '}' &&
                  extra_ranges(p[i + 3])) {
         const char *x = extra_ranges(p[i + 3]);
-        ok = (!in_class && buf_add(&b, "[", 1)) || buf_add(&b, p + i, 5) ||
-             buf_add(&b, x, strlen(x)) || (!in_class && buf_add(&b, "]", 1));
+        ok = (!in_class && r1d_buf_append(&b, "[", 1)) ||
+             r1d_buf_append(&b, p + i, 5) || r1d_buf_append(&b, x, strlen(x)) ||
+             (!in_class && r1d_buf_append(&b, "]", 1));
         i += 3; /* with the i++ below: past "\\p{X}" */
       } else if (d == 'S' && !in_class) {
-        ok = buf_add(&b, "[^", 2) || buf_add(&b, ws_class, strlen(ws_class)) ||
-             buf_add(&b, "]", 1);
+        ok = r1d_buf_append(&b, "[^", 2) ||
+             r1d_buf_append(&b, ws_class, strlen(ws_class)) ||
+             r1d_buf_append(&b, "]", 1);
       } else {
-        ok = buf_add(&b, p + i, 2);
+        ok = r1d_buf_append(&b, p + i, 2);
       }
       if (ok) goto fail;
       i++;
@@ -196,22 +199,22 @@ static char *rewrite_pattern(const char *p, size_t n) {
     }
     if (c == '[' && !in_class) {
       in_class = 1;
-      if (buf_add(&b, "[", 1)) goto fail;
+      if (r1d_buf_append(&b, "[", 1)) goto fail;
       /* a ']' right after '[' or '[^' is a literal */
       if (i + 1 < n && p[i + 1] == '^') {
-        if (buf_add(&b, "^", 1)) goto fail;
+        if (r1d_buf_append(&b, "^", 1)) goto fail;
         i++;
       }
       if (i + 1 < n && p[i + 1] == ']') {
-        if (buf_add(&b, "]", 1)) goto fail;
+        if (r1d_buf_append(&b, "]", 1)) goto fail;
         i++;
       }
       continue;
     }
     if (c == ']' && in_class) in_class = 0;
-    if (buf_add(&b, &c, 1)) goto fail;
+    if (r1d_buf_append(&b, &c, 1)) goto fail;
   }
-  if (buf_add(&b, "", 1)) goto fail;
+  if (r1d_buf_append(&b, "", 1)) goto fail;
   return b.p;
 fail:
   free(b.p);

@@ -11,6 +11,10 @@ tokenize=False, add_generation_prompt=...) with the published Jinja templates
   llama3-instruct/tokenizer_config.json  the later Meta-Llama-3-Instruct
                                           template, whose generation prompt
                                           depends on add_generation_prompt
+  llama3.1/tokenizer_config.json         Llama-3.1-Instruct's template (also
+                                          Llama-3.3-70B-Instruct's): a system
+                                          header with the knowledge cutoff and
+                                          the default date "26 Jul 2024"
   conversations.json                     our own conversations
   expected.json                          {"cases": [{template, conversation,
                                           add_generation_prompt, text|error}],
@@ -25,6 +29,7 @@ input as the Jinja templates: OpenAI content parts are concatenated before
 templating, null values count as absent (as transformers drops None keys), and
 "thinking"/"reasoning" alias "reasoning_content" (as transformers does).
 """
+import hashlib
 import json
 import os
 import shutil
@@ -49,6 +54,17 @@ LLAMA3_INSTRUCT_TEMPLATE = (
     "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
     "{{ content }}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+
+# meta-llama/Llama-3.1-8B-Instruct's tokenizer_config.json "chat_template", as
+# its JSON text (Llama-3.3-70B-Instruct ships the same one). Taken from two
+# independent public copies that agree byte for byte (4614 characters, sha256
+# e10ca381b1ccc5cf9db52e371f3b6651576caee0a630b452e2816b2d404d4b65):
+#   llama.cpp models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja and
+#     meta-llama-Llama-3.3-70B-Instruct.jinja (one git blob, 33089ace),
+#   openvino.genai tests/python_tests/data/tokenizer_configs.py, keys
+#     "meta-llama/Llama-3.1-8B-Instruct" and "meta-llama/Meta-Llama-3.1-8B-Instruct".
+LLAMA31_TEMPLATE_JSON = r'''"{{- bos_token }}\n{%- if custom_tools is defined %}\n    {%- set tools = custom_tools %}\n{%- endif %}\n{%- if not tools_in_user_message is defined %}\n    {%- set tools_in_user_message = true %}\n{%- endif %}\n{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n{%- endif %}\n{%- if not tools is defined %}\n    {%- set tools = none %}\n{%- endif %}\n\n{#- This block extracts the system message, so we can slot it into the right place. #}\n{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content']|trim %}\n    {%- set messages = messages[1:] %}\n{%- else %}\n    {%- set system_message = \"\" %}\n{%- endif %}\n\n{#- System message + builtin tools #}\n{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n{%- if builtin_tools is defined or tools is not none %}\n    {{- \"Environment: ipython\\n\" }}\n{%- endif %}\n{%- if builtin_tools is defined %}\n    {{- \"Tools: \" + builtin_tools | reject('equalto', 'code_interpreter') | join(\", \") + \"\\n\\n\"}}\n{%- endif %}\n{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n{%- if tools is not none and not tools_in_user_message %}\n    {{- \"You have access to the following functions. To call a function, please respond with JSON for a function call.\" }}\n    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}\n    {{- \"Do not use variables.\\n\\n\" }}\n    {%- for t in tools %}\n        {{- t | tojson(indent=4) }}\n        {{- \"\\n\\n\" }}\n    {%- endfor %}\n{%- endif %}\n{{- system_message }}\n{{- \"<|eot_id|>\" }}\n\n{#- Custom tools are passed in a user message with some extra guidance #}\n{%- if tools_in_user_message and not tools is none %}\n    {#- Extract the first user message so we can plug it in here #}\n    {%- if messages | length != 0 %}\n        {%- set first_user_message = messages[0]['content']|trim %}\n        {%- set messages = messages[1:] %}\n    {%- else %}\n        {{- raise_exception(\"Cannot put tools in the first user message when there's no first user message!\") }}\n{%- endif %}\n    {{- '<|start_header_id|>user<|end_header_id|>\\n\\n' -}}\n    {{- \"Given the following functions, please respond with a JSON for a function call \" }}\n    {{- \"with its proper arguments that best answers the given prompt.\\n\\n\" }}\n    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}\n    {{- \"Do not use variables.\\n\\n\" }}\n    {%- for t in tools %}\n        {{- t | tojson(indent=4) }}\n        {{- \"\\n\\n\" }}\n    {%- endfor %}\n    {{- first_user_message + \"<|eot_id|>\"}}\n{%- endif %}\n\n{%- for message in messages %}\n    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}\n        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}\n    {%- elif 'tool_calls' in message %}\n        {%- if not message.tool_calls|length == 1 %}\n            {{- raise_exception(\"This model only supports single tool-calls at once!\") }}\n        {%- endif %}\n        {%- set tool_call = message.tool_calls[0].function %}\n        {%- if builtin_tools is defined and tool_call.name in builtin_tools %}\n            {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n            {{- \"<|python_tag|>\" + tool_call.name + \".call(\" }}\n            {%- for arg_name, arg_val in tool_call.arguments | items %}\n                {{- arg_name + '=\"' + arg_val + '\"' }}\n                {%- if not loop.last %}\n                    {{- \", \" }}\n                {%- endif %}\n                {%- endfor %}\n            {{- \")\" }}\n        {%- else  %}\n            {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n            {{- '{\"name\": \"' + tool_call.name + '\", ' }}\n            {{- '\"parameters\": ' }}\n            {{- tool_call.arguments | tojson }}\n            {{- \"}\" }}\n        {%- endif %}\n        {%- if builtin_tools is defined %}\n            {#- This means we're in ipython mode #}\n            {{- \"<|eom_id|>\" }}\n        {%- else %}\n            {{- \"<|eot_id|>\" }}\n        {%- endif %}\n    {%- elif message.role == \"tool\" or message.role == \"ipython\" %}\n        {{- \"<|start_header_id|>ipython<|end_header_id|>\\n\\n\" }}\n        {%- if message.content is mapping or message.content is iterable %}\n            {{- message.content | tojson }}\n        {%- else %}\n            {{- message.content }}\n        {%- endif %}\n        {{- \"<|eot_id|>\" }}\n    {%- endif %}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n{%- endif %}\n"'''
+LLAMA31_TEMPLATE_SHA256 = "e10ca381b1ccc5cf9db52e371f3b6651576caee0a630b452e2816b2d404d4b65"
 
 # The R1-Zero prompt (DeepSeek-R1 paper, Table 1; shared/design/RL.md).
 R1_ZERO = ("A conversation between User and Assistant. The user asks a question, "
@@ -119,7 +135,10 @@ TEMPLATE_SOURCES = {
     "chatml": ("qwen3", os.path.join(OUT, "qwen2.5", "tokenizer_config.json")),
     "llama3": ("llama3", None),
     "llama3-instruct": ("llama3", os.path.join(OUT, "llama3-instruct", "tokenizer_config.json")),
+    "llama3.1": ("llama3", os.path.join(OUT, "llama3.1", "tokenizer_config.json")),
 }
+# The order of expected.json's cases; llama3.1 came last, after r1-zero.
+LABELS = [label for label in TEMPLATE_SOURCES if label != "llama3.1"] + ["r1-zero", "llama3.1"]
 
 
 def normalize(messages):
@@ -155,6 +174,11 @@ def write_configs():
     write_json(os.path.join(OUT, "llama3-instruct", "tokenizer_config.json"), {
         "bos_token": llama_cfg["bos_token"], "eos_token": "<|eot_id|>",
         "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": LLAMA3_INSTRUCT_TEMPLATE})
+    llama31 = json.loads(LLAMA31_TEMPLATE_JSON)
+    assert hashlib.sha256(llama31.encode()).hexdigest() == LLAMA31_TEMPLATE_SHA256
+    write_json(os.path.join(OUT, "llama3.1", "tokenizer_config.json"), {
+        "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+        "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": llama31})
 
 
 def load_tokenizers(tmp):
@@ -204,7 +228,7 @@ def main():
         toks = load_tokenizers(tmp)
         overrides = check_reference(toks)
         cases = []
-        for label in list(TEMPLATE_SOURCES) + ["r1-zero"]:
+        for label in LABELS:
             for ci, conv in enumerate(CONVERSATIONS):
                 msgs = normalize(conv)
                 for agp in (False, True):
