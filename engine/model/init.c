@@ -4,12 +4,12 @@
 #include "init.h"
 
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/file.h"
+#include "../../common/rng.h"
 #include "../text/tokenizer.h"
 #include "weights.h"
 
@@ -90,20 +90,8 @@ int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
   return R1D_OK;
 }
 
-/* splitmix64: a tiny, well-mixed generator; seeds make folders repeatable. */
-static uint64_t splitmix64(uint64_t *state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *state) {
-  return ((double)(splitmix64(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-
 typedef struct fill_ctx {
-  uint64_t rng;
+  r1d_rng rng;
 } fill_ctx;
 
 static int fill_tensor(void *user, const char *name, int ndim,
@@ -120,10 +108,8 @@ static int fill_tensor(void *user, const char *name, int ndim,
       data[i] = 1.0f;
     } else if (is_bias) {
       data[i] = 0.0f;
-    } else { /* Box-Muller */
-      double u1 = uniform01(&fc->rng), u2 = uniform01(&fc->rng);
-      data[i] =
-          (float)(0.02 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    } else {
+      data[i] = (float)(0.02 * r1d_rng_normal(&fc->rng));
     }
   }
   return 0;
@@ -207,7 +193,8 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
   r1d_weights w;
   if (r1d_weights_alloc(cfg, &w) != 0)
     return r1d_fail(err, R1D_ENOMEM, "%s: out of memory for weights", out_dir);
-  fill_ctx fc = {.rng = seed ^ 0x5EED5EED5EEDull};
+  fill_ctx fc;
+  r1d_rng_seed(&fc.rng, seed);
   rc = r1d_weights_visit(cfg, &w, fill_tensor, &fc);
   if (rc == 0) rc = r1d_weights_save(out_dir, cfg, &w, 0, err);
   r1d_weights_free(&w);

@@ -23,6 +23,8 @@
  * The caller's logits buffer is modified by bias and penalties only. */
 #include "sampler.h"
 
+#include "../../common/rng.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,38 +49,8 @@ struct r1d_sampler {
   float *raw;     /* [vocab] raw logits, kept when bias/penalties change them */
   uint8_t *seen;  /* [vocab] in prompt or output (repetition penalty) */
   int32_t *count; /* [vocab] occurrences in output (presence/frequency) */
-  uint64_t rng[4];
+  r1d_rng rng;
 };
-
-/* ---- random numbers: splitmix64 seeds xoshiro256** (Blackman, Vigna) ---- */
-
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) {
-  return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xoshiro_next(uint64_t s[4]) {
-  uint64_t result = rotl(s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return result;
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
-static double rng_uniform(uint64_t s[4]) {
-  return (double)(xoshiro_next(s) >> 11) * 0x1.0p-53;
-}
 
 /* ---- parameters ---- */
 
@@ -216,9 +188,7 @@ int r1d_sampler_create(const r1d_sampling_params *p, int vocab,
     s->count = calloc((size_t)vocab, sizeof *s->count);
     if (!s->count) goto nomem;
   }
-  uint64_t x = p->seed;
-  for (int i = 0; i < 4; i++)
-    s->rng[i] = splitmix64(&x);
+  r1d_rng_seed(&s->rng, p->seed);
   *out = s;
   return 0;
 nomem:
@@ -424,7 +394,7 @@ static int32_t draw_candidates(r1d_sampler *s, const scored *c, int n) {
   double total = 0.0;
   for (int i = 0; i < n; i++)
     total += c[i].logprob;
-  double u = rng_uniform(s->rng) * total, acc = 0.0;
+  double u = r1d_rng_uniform(&s->rng) * total, acc = 0.0;
   int last = 0;
   for (int i = 0; i < n; i++) {
     acc += c[i].logprob;
@@ -436,7 +406,7 @@ static int32_t draw_candidates(r1d_sampler *s, const scored *c, int n) {
 
 /* Draw over the whole vocabulary with weights s->w summing to z. */
 static int32_t draw_all(r1d_sampler *s, double z, int fallback) {
-  double u = rng_uniform(s->rng) * z, acc = 0.0;
+  double u = r1d_rng_uniform(&s->rng) * z, acc = 0.0;
   for (int i = 0; i < s->vocab; i++) {
     acc += s->w[i];
     if (u < acc) return i;
