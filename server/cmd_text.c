@@ -37,17 +37,27 @@ const char cmd_template_help[] =
     "  --model DIR               folder with tokenizer_config.json\n"
     "  --no-generation-prompt    do not append the assistant header\n"
     "  --template NAME           r1-distill | deepseek-v3 | qwen3 | chatml |\n"
-    "                            llama3 | llama3-instruct | r1-zero\n"
+    "                            llama3 | llama3-instruct | llama3.1 |\n"
+    "                            r1-zero\n"
     "                            (overrides detection)\n";
 
-/* Reads one line (any length) into *buf; returns its length or -1 at EOF. */
-static long read_line(FILE *f, char **buf, size_t *cap) {
-  ssize_t n = getline(buf, cap, f);
-  if (n < 0) return -1;
-  while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r'))
-    n--;
-  (*buf)[n] = '\0';
-  return (long)n;
+/* Calls fn on each line of standard input (without its line ending) until
+ * fn returns non-zero; returns that status, or CLI_EXIT_OK at the end. */
+typedef int (*line_fn)(void *ctx, const char *line, long len, long lineno);
+static int each_stdin_line(line_fn fn, void *ctx) {
+  char *line = NULL;
+  size_t cap = 0;
+  long lineno = 0;
+  ssize_t n;
+  int status = CLI_EXIT_OK;
+  while (status == CLI_EXIT_OK && (n = getline(&line, &cap, stdin)) >= 0) {
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+      n--;
+    line[n] = '\0';
+    status = fn(ctx, line, (long)n, ++lineno);
+  }
+  free(line);
+  return status;
 }
 
 static int print_json_line(json_t *v) {
@@ -118,6 +128,22 @@ static int tokenize_decode(const r1d_tokenizer *tok, json_t *v, long lineno,
   return 0;
 }
 
+typedef struct tokenize_ctx {
+  const r1d_tokenizer *tok;
+  int decode, skip_special;
+} tokenize_ctx;
+
+static int tokenize_line(void *ctx, const char *line, long len, long lineno) {
+  tokenize_ctx *tc = ctx;
+  json_t *v = NULL;
+  int status = parse_line(line, len, lineno, &v);
+  if (status) return status;
+  status = tc->decode ? tokenize_decode(tc->tok, v, lineno, tc->skip_special)
+                      : tokenize_encode(tc->tok, v, lineno);
+  json_decref(v);
+  return status;
+}
+
 int cmd_tokenize(int argc, char **argv) {
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                        {"decode", no_argument, 0, 'd'},
@@ -142,20 +168,35 @@ int cmd_tokenize(int argc, char **argv) {
   r1d_tokenizer *tok = NULL;
   r1d_error err = {0};
   if (r1d_tokenizer_load_dir(model, &tok, &err)) return cli_report(&err);
-  char *line = NULL;
-  size_t cap = 0;
-  long n, lineno = 0;
-  int status = CLI_EXIT_OK;
-  while (status == CLI_EXIT_OK && (n = read_line(stdin, &line, &cap)) >= 0) {
-    lineno++;
-    json_t *v = NULL;
-    if ((status = parse_line(line, n, lineno, &v)) != 0) break;
-    status = decode ? tokenize_decode(tok, v, lineno, skip_special)
-                    : tokenize_encode(tok, v, lineno);
-    json_decref(v);
-  }
-  free(line);
+  tokenize_ctx tc = {tok, decode, skip_special};
+  int status = each_stdin_line(tokenize_line, &tc);
   r1d_tokenizer_free(tok);
+  return status;
+}
+
+typedef struct template_ctx {
+  const r1d_template *tpl;
+  int gen_prompt;
+} template_ctx;
+
+static int template_line(void *ctx, const char *line, long len, long lineno) {
+  template_ctx *tc = ctx;
+  r1d_chat_message *msgs = NULL;
+  size_t n_msgs = 0;
+  char *out = NULL;
+  r1d_error err = {0};
+  int status = CLI_EXIT_OK;
+  (void)len;
+  if (r1d_chat_messages_parse(line, &msgs, &n_msgs, &err) ||
+      r1d_template_render(tc->tpl, msgs, n_msgs, tc->gen_prompt, &out, &err)) {
+    status = cli_usage_error("stdin line %ld: %s", lineno, err.msg);
+  } else {
+    json_t *s = json_string(out);
+    print_json_line(s);
+    json_decref(s);
+  }
+  free(out);
+  free(msgs);
   return status;
 }
 
@@ -189,27 +230,8 @@ int cmd_template(int argc, char **argv) {
   int rc = model ? r1d_template_load_dir_as(model, name, &tpl, &err)
                  : r1d_template_from_name(name, "", "", &tpl, &err);
   if (rc) return cli_report(&err);
-  char *line = NULL;
-  size_t cap = 0;
-  long n, lineno = 0;
-  int status = CLI_EXIT_OK;
-  while (status == CLI_EXIT_OK && (n = read_line(stdin, &line, &cap)) >= 0) {
-    lineno++;
-    r1d_chat_message *msgs = NULL;
-    size_t n_msgs = 0;
-    char *out = NULL;
-    if (r1d_chat_messages_parse(line, &msgs, &n_msgs, &err) ||
-        r1d_template_render(tpl, msgs, n_msgs, gen_prompt, &out, &err)) {
-      status = cli_usage_error("stdin line %ld: %s", lineno, err.msg);
-    } else {
-      json_t *s = json_string(out);
-      print_json_line(s);
-      json_decref(s);
-    }
-    free(out);
-    free(msgs);
-  }
-  free(line);
+  template_ctx tc = {tpl, gen_prompt};
+  int status = each_stdin_line(template_line, &tc);
   r1d_template_free(tpl);
   return status;
 }
