@@ -337,7 +337,8 @@ static void render_llama3(const r1d_template *t, const r1d_chat_message *m,
   puts_(b, t->bos);
   if (t->k->date_header) {
     puts_(b, LLAMA31_SYSTEM);
-    if (is_role(&m[0], "system")) put_span(b, py_strip(span_of(m[first++].content)));
+    if (is_role(&m[0], "system"))
+      put_span(b, py_strip(span_of(m[first++].content)));
     puts_(b, "<|eot_id|>");
   }
   for (size_t i = first; i < n; i++) {
@@ -441,7 +442,7 @@ static int has_either(const char *s, const char *escaped, const char *raw) {
  * render, from the fixed default; Llama 3.2's template asks strftime_now for
  * today's date instead, which would make prompts depend on the clock. */
 static const kind *recognise_llama31(const char *tpl) {
-  if (has(tpl, "{%- set date_string = \"" LLAMA31_DATE "\" %}") &&
+  if (has(tpl, "set date_string = \"" LLAMA31_DATE "\"") &&
       !has(tpl, "strftime_now") &&
       has_either(tpl, "\"Cutting Knowledge Date: December 2023\\n\"",
                  "\"Cutting Knowledge Date: December 2023\n\"") &&

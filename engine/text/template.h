@@ -10,6 +10,11 @@
  *   llama3      Llama-3 (<|start_header_id|>role<|end_header_id|>\n\n...),
  *               first release: the assistant header is always appended.
  *   llama3-instruct  the later Llama-3 template: header only when asked.
+ *   llama3.1    Llama 3.1 and 3.3 Instruct: an opening system block with
+ *               "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul
+ *               2024\n\n" (the template's default date) and the first
+ *               message's text when it is a system one; "ipython" messages
+ *               (tool output) fail with R1D_EUNSUPPORTED.
  *   r1-zero     the plain R1-Zero prompt of ../shared/design/RL.md: exactly
  *               one user message, always ending "Assistant:".
  * The kind is recognised from tokenizer_config.json's chat_template.

@@ -6,8 +6,9 @@
  * 2. Our conversations (tests/fixtures/templates/conversations.json) render
  *    byte for byte to expected.json, made by tests/ref/
  *    make_template_fixtures.py with transformers, for every kind.
- * 3. Recognition of each published tokenizer_config.json, refusal of unknown
- *    templates, roles and malformed message JSON. */
+ * 3. Recognition of each published tokenizer_config.json (Llama 3.1's only
+ *    with its fixed date line), refusal of unknown templates, roles and
+ *    malformed message JSON. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -63,6 +64,7 @@ static r1d_template *template_for(const char *label) {
       {"chatml", "R1D_SOURCE_ROOT", "tests/fixtures/templates/qwen2.5"},
       {"llama3-instruct", "R1D_SOURCE_ROOT",
        "tests/fixtures/templates/llama3-instruct"},
+      {"llama3.1", "R1D_SOURCE_ROOT", "tests/fixtures/templates/llama3.1"},
   };
   r1d_template *t = NULL;
   for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
@@ -150,11 +152,12 @@ static void test_transformers_cases(void **state) {
   json_t *expected =
       load_json("R1D_SOURCE_ROOT", "tests/fixtures/templates/expected.json");
   json_t *cases = json_object_get(expected, "cases");
-  assert_true(json_array_size(cases) >= 6 * 2 * json_array_size(convs));
-  size_t i, errors = 0;
+  assert_true(json_array_size(cases) >= 8 * 2 * json_array_size(convs));
+  size_t i, errors = 0, llama31 = 0;
   json_t *c;
   json_array_foreach(cases, i, c) {
     const char *label = json_string_value(json_object_get(c, "template"));
+    llama31 += strcmp(label, "llama3.1") == 0;
     size_t ci = (size_t)json_integer_value(json_object_get(c, "conversation"));
     int agp = json_is_true(json_object_get(c, "add_generation_prompt"));
     r1d_template *t = template_for(label);
@@ -176,6 +179,7 @@ static void test_transformers_cases(void **state) {
     r1d_template_free(t);
   }
   assert_true(errors > 0 && errors < json_array_size(convs) * 2);
+  assert_int_equal(llama31, 2 * json_array_size(convs));
   json_decref(expected);
   json_decref(convs);
 }
@@ -200,6 +204,56 @@ static void test_detection_and_tokens(void **state) {
   r1d_template_free(t);
   t = template_for("llama3-instruct");
   r1d_template_free(t);
+  t = template_for("llama3.1"); /* the folder holds Llama-3.1-Instruct's */
+  assert_string_equal(r1d_template_bos(t), "<|begin_of_text|>");
+  assert_string_equal(r1d_template_eos(t), "<|eot_id|>");
+  r1d_template_free(t);
+}
+
+/* Llama 3.1 by hand: the system block is always there, takes the first
+ * message only when it is a system one (trimmed, Unicode spaces included),
+ * and a later system message is an ordinary turn. */
+static void test_llama31(void **state) {
+  (void)state;
+  r1d_template *dir = template_for("llama3.1"), *named = NULL;
+  assert_int_equal(r1d_template_from_name("llama3.1", "<|begin_of_text|>",
+                                          "<|eot_id|>", &named, NULL),
+                   0);
+  r1d_chat_message m[] = {{"system", "\u3000 Be brief.\n", NULL},
+                          {"user", " Hi\t", NULL},
+                          {"assistant", "Hello.", "ignored thoughts"},
+                          {"system", "Later.", NULL}};
+  char *a = NULL, *b = NULL;
+  assert_int_equal(r1d_template_render(dir, m, 4, 1, &a, NULL), 0);
+  assert_int_equal(r1d_template_render(named, m, 4, 1, &b, NULL), 0);
+  assert_string_equal(a, b);
+  assert_string_equal(
+      a, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+         "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+         "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi"
+         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello."
+         "<|eot_id|><|start_header_id|>system<|end_header_id|>\n\nLater."
+         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  free(a);
+  free(b);
+  /* no system message: the block is empty after the date; no prompt */
+  assert_int_equal(r1d_template_render(dir, &m[1], 1, 0, &a, NULL), 0);
+  assert_string_equal(
+      a, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+         "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+         "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi"
+         "<|eot_id|>");
+  free(a);
+  /* ipython is the template's tool-output role: refused as a tool feature */
+  r1d_chat_message tool[] = {{"user", "hi", NULL}, {"ipython", "42", NULL}};
+  r1d_error err = {0};
+  a = (char *)"untouched";
+  assert_int_equal(r1d_template_render(dir, tool, 2, 1, &a, &err),
+                   R1D_EUNSUPPORTED);
+  assert_null(a);
+  assert_non_null(strstr(err.msg, "ipython"));
+  r1d_template_free(named);
+  r1d_template_free(dir);
 }
 
 /* The r1-distill template by name equals the one read from its folder. */
@@ -329,15 +383,74 @@ static void test_config_shapes(void **state) {
                                name, &err),
                    0);
   assert_string_equal(name, "chatml");
-  /* Llama 3.1's template is a different format: refused, not misrendered */
+  /* a Llama-3-style template with a date header is llama3.1 only when it is
+   * Llama 3.1's, never the plain llama3 kinds */
   assert_int_equal(load_config("{\"chat_template\": \"<|start_header_id|>"
                                "<|eot_id|>message['content'] | trim Cutting "
-                               "Knowledge Date\"}",
+                               "Knowledge Date {% if add_generation_prompt "
+                               "%}\"}",
                                NULL, name, &err),
                    R1D_EUNSUPPORTED);
   r1d_template *t = NULL;
   assert_int_equal(r1d_template_load_dir("/nonexistent/r1d", &t, &err),
                    R1D_EIO);
+}
+
+/* Llama 3.1's published template with `from` replaced by `to`, loaded from a
+ * folder of its own: the status, and the kind's name in `name`. */
+static int load_llama31_variant(const char *from, const char *to, char *name,
+                                r1d_error *err) {
+  json_t *cfg =
+      load_json("R1D_SOURCE_ROOT", "tests/fixtures/templates/llama3.1/"
+                                   "tokenizer_config.json");
+  const char *tpl = json_string_value(json_object_get(cfg, "chat_template"));
+  assert_non_null(tpl);
+  const char *at = strstr(tpl, from);
+  assert_non_null(at);
+  size_t head = (size_t)(at - tpl), n = strlen(tpl) - strlen(from) + strlen(to);
+  char *text = malloc(n + 1);
+  assert_non_null(text);
+  memcpy(text, tpl, head);
+  strcpy(text + head, to);
+  strcat(text, at + strlen(from));
+  json_object_set_new(cfg, "chat_template", json_string(text));
+  char *config = json_dumps(cfg, 0);
+  assert_non_null(config);
+  int rc = load_config(config, NULL, name, err);
+  free(config);
+  free(text);
+  json_decref(cfg);
+  return rc;
+}
+
+/* Llama 3.1 is recognised only while its date line is the one we render. */
+static void test_llama31_recognition(void **state) {
+  (void)state;
+  char name[32];
+  r1d_error err = {0};
+  static const char date[] = "{%- set date_string = \"26 Jul 2024\" %}";
+  assert_int_equal(load_llama31_variant(date, date, name, &err), 0);
+  assert_string_equal(name, "llama3.1");
+  /* another default date */
+  assert_int_equal(load_llama31_variant(date,
+                                        "{%- set date_string = \"1 Jan "
+                                        "2025\" %}",
+                                        name, &err),
+                   R1D_EUNSUPPORTED);
+  /* Llama 3.2's way: today's date from the clock */
+  assert_int_equal(
+      load_llama31_variant(date,
+                           "{%- if strftime_now is defined %}{%- set "
+                           "date_string = strftime_now(\"%d %b %Y\") %}{%- "
+                           "else %}{%- set date_string = \"26 Jul 2024\" "
+                           "%}{%- endif %}",
+                           name, &err),
+      R1D_EUNSUPPORTED);
+  /* the system message no longer slotted into the date block */
+  assert_int_equal(
+      load_llama31_variant("{{- system_message }}", "", name, &err),
+      R1D_EUNSUPPORTED);
+  assert_non_null(strstr(err.msg, "unrecognised chat_template"));
 }
 
 /* An unrecognised template can still be used by naming the kind. */
@@ -369,8 +482,9 @@ static void test_load_dir_as(void **state) {
 static void test_roles(void **state) {
   (void)state;
   static const char *const kinds[] = {"r1-distill", "deepseek-v3", "qwen3",
-                                      "chatml",     "llama3",      "r1-zero"};
-  for (size_t k = 0; k < 6; k++) {
+                                      "chatml",     "llama3",      "llama3.1",
+                                      "r1-zero"};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
     r1d_template *t = NULL;
     assert_int_equal(r1d_template_from_name(kinds[k], "<s>", "</s>", &t, NULL),
                      0);
@@ -456,8 +570,10 @@ int main(void) {
       cmocka_unit_test(test_reference_public),
       cmocka_unit_test(test_transformers_cases),
       cmocka_unit_test(test_detection_and_tokens),
+      cmocka_unit_test(test_llama31),
       cmocka_unit_test(test_from_name),
       cmocka_unit_test(test_config_shapes),
+      cmocka_unit_test(test_llama31_recognition),
       cmocka_unit_test(test_load_dir_as),
       cmocka_unit_test(test_roles),
       cmocka_unit_test(test_parse_shapes),

@@ -74,12 +74,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       text[k] = small_alphabet[text[k] % (sizeof small_alphabet - 1)];
 
   /* piece boundaries */
-  size_t *bound = malloc(sizeof *bound * (tlen + 2));
+  /* empty pieces never come twice in a row: at most 2 * tlen + 1 feeds */
+  size_t *bound = malloc(sizeof *bound * (2 * tlen + 2));
   if (!bound) abort();
-  size_t nb = 0;
+  size_t nb = 0, step = 1;
   uint32_t rnd = seed * 2654435761u + (uint32_t)tlen;
   for (size_t at = 0;;) {
-    size_t step = next_rand(&rnd) % 9;
+    step = step == 0 ? 1 + next_rand(&rnd) % 8 : next_rand(&rnd) % 9;
     at = at + step > tlen ? tlen : at + step;
     bound[nb++] = at;
     if (at == tlen) break;
