@@ -226,3 +226,33 @@ def test_unsupported_tokenizer_type(model_copy):
 
 def test_missing_folder():
     one_error_line(gen("/nonexistent/model", "--prompt", "x"), "/nonexistent/model")
+
+
+def test_generate_marks_reasoning_on_a_terminal(tiny_model):
+    """On a tty the prompt's open <think> shows as a dimmed "thinking:" block;
+    piped output is the raw text with no escape codes."""
+    import os
+    import pty
+    import subprocess
+    from conftest import R1D
+    args = [R1D, "generate", "--model", str(tiny_model), "--prompt", "2+2?",
+            "--max-tokens", "8", "--temperature", "0", "--ignore-eos", "--threads", "1"]
+    master, slave = pty.openpty()
+    p = subprocess.Popen(args, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert p.wait(timeout=60) == 0
+    assert out.startswith(b"\x1b[2mthinking: "), out[:40]
+    assert b"\x1b[0m" in out
+    piped = gen(tiny_model, "--prompt", "2+2?", "--max-tokens", "8", "--temperature", "0",
+                "--ignore-eos")
+    assert b"\x1b[" not in piped.stdout and b"thinking:" not in piped.stdout
