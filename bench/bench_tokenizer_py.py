@@ -1,7 +1,7 @@
 """Python `tokenizers` on the same texts as bench/bench_tokenizer.c.
 
     ./build/bench/bench_tokenizer --write-texts /tmp/tokbench
-    TOKENIZERS_PARALLELISM=false /work/refvenv/bin/python \
+    TOKENIZERS_PARALLELISM=false build/venv-ref/bin/python \
         bench/bench_tokenizer_py.py /tmp/tokbench [tokenizer_dir]
 
 Encodes each line (document) separately with Tokenizer.encode on one thread

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +167,13 @@ static int parse_rope_scaling(json_t *root, const char *path, r1d_config *cfg,
   return R1D_OK;
 }
 
+/* A token id: an integer that fits an int (a larger one would be silently
+ * cut to another token's id). */
+static int is_token_id(json_t *v) {
+  return json_is_integer(v) && json_integer_value(v) >= INT_MIN &&
+         json_integer_value(v) <= INT_MAX;
+}
+
 /* bos/eos: an int, a list of ints, or null. Only touches cfg when the key
  * holds a value, so generation_config.json can override selectively. */
 static int parse_special(json_t *root, const char *path, r1d_config *cfg,
@@ -173,14 +181,14 @@ static int parse_special(json_t *root, const char *path, r1d_config *cfg,
   json_t *b = get(root, "bos_token_id");
   if (b) {
     if (json_is_array(b)) b = json_array_get(b, 0);
-    if (!json_is_integer(b))
+    if (!is_token_id(b))
       return r1d_fail(err, R1D_EFORMAT, "%s: bad \"bos_token_id\"", path);
     cfg->bos_token_id = (int)json_integer_value(b);
   }
   json_t *e = get(root, "eos_token_id");
   if (!e) return R1D_OK;
   int n = 0, ids[R1D_MAX_EOS];
-  if (json_is_integer(e))
+  if (is_token_id(e))
     ids[n++] = (int)json_integer_value(e);
   else if (json_is_array(e)) {
     size_t i;
@@ -190,7 +198,7 @@ static int parse_special(json_t *root, const char *path, r1d_config *cfg,
                       "%s: more than %d eos_token_id values", path,
                       R1D_MAX_EOS);
     json_array_foreach(e, i, v) {
-      if (!json_is_integer(v))
+      if (!is_token_id(v))
         return r1d_fail(err, R1D_EFORMAT, "%s: bad \"eos_token_id\"", path);
       ids[n++] = (int)json_integer_value(v);
     }
@@ -235,6 +243,24 @@ static int check_unsupported(json_t *root, const char *path,
   return R1D_OK;
 }
 
+/* In double: exact below 2^53, and sizes that each fit an int can make the
+ * products overflow 64-bit integers (validate() uses this to refuse them). */
+static double param_count(const r1d_config *c) {
+  double h = c->hidden_size, q = (double)c->num_heads * c->head_dim;
+  double kv = (double)c->num_kv_heads * c->head_dim;
+  double per_layer = 2 * h                /* two RMSNorm weights */
+                     + h * q + 2 * h * kv /* q, k, v */
+                     + q * h              /* o */
+                     + 3 * h * c->intermediate_size;
+  if (c->qkv_bias) per_layer += q + 2 * kv;
+  double emb = (double)c->vocab_size * h;
+  return emb + c->num_layers * per_layer + h +
+         (c->tie_word_embeddings ? 0 : emb);
+}
+
+/* Sizes beyond any real model (see validate). */
+#define MAX_PARAMS 0x1p48
+
 static int validate(const char *path, const r1d_config *c, int has_head_dim,
                     r1d_error *err) {
   const struct {
@@ -272,6 +298,13 @@ static int validate(const char *path, const r1d_config *c, int has_head_dim,
     return r1d_fail(err, R1D_ERANGE, "%s: rms_norm_eps must be positive", path);
   if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
     return r1d_fail(err, R1D_ERANGE, "%s: rope_theta must be positive", path);
+  /* Sizes that pass one by one can still multiply past 64 bits (tensor
+   * sizes, allocations); real models stay far below 2^48 parameters
+   * (DeepSeek-V3: 2^39.3). */
+  if (param_count(c) > MAX_PARAMS)
+    return r1d_fail(err, R1D_ERANGE,
+                    "%s: the sizes imply %.3g parameters (more than 2^48)",
+                    path, param_count(c));
   return R1D_OK;
 }
 
@@ -410,14 +443,6 @@ void r1d_config_rope_inv_freq(const r1d_config *cfg, float *inv_freq) {
 }
 
 long long r1d_config_param_count(const r1d_config *c) {
-  long long h = c->hidden_size, q = (long long)c->num_heads * c->head_dim;
-  long long kv = (long long)c->num_kv_heads * c->head_dim;
-  long long per_layer = 2 * h                /* two RMSNorm weights */
-                        + h * q + 2 * h * kv /* q, k, v */
-                        + q * h              /* o */
-                        + 3 * h * c->intermediate_size;
-  if (c->qkv_bias) per_layer += q + 2 * kv;
-  long long emb = (long long)c->vocab_size * h;
-  return emb + c->num_layers * per_layer + h +
-         (c->tie_word_embeddings ? 0 : emb);
+  double n = param_count(c);
+  return n < 0x1p62 ? (long long)n : LLONG_MAX;
 }

@@ -275,6 +275,12 @@ static void test_bad_configs(void **state) {
               "eos_token_id");
   expect_fail(llama_json, "\"eos_token_id\": [128001, 128008, 128009]",
               "\"eos_token_id\": \"</s>\"", R1D_EFORMAT, "eos_token_id");
+  /* See tests/fuzz/fuzz_config: ids past int range were cut to other
+   * ids, and sizes that each fit an int overflowed the parameter count. */
+  expect_fail(llama_json, "\"eos_token_id\": [128001, 128008, 128009]",
+              "\"eos_token_id\": [4294967297]", R1D_EFORMAT, "eos_token_id");
+  expect_fail(qwen_json, "\"hidden_size\": 1536", "\"hidden_size\": 1999999992",
+              R1D_ERANGE, "parameters (more than 2^48)");
 }
 
 /* transformers 5 writes rope_parameters (theta inside) and layer_types. */

@@ -412,6 +412,13 @@ static void test_bad_files(void **state) {
             "\"data_offsets\":[0,0]}}",
             data, 0, -1);
   expect_open_fail(p, R1D_EFORMAT, "too many");
+  /* ...nor when a zero comes after the overflow (tests/fuzz: the view's
+   * r1d_tensor_numel overflowed int64 before reaching the 0). */
+  write_raw(p,
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,"
+            "0],\"data_offsets\":[0,0]}}",
+            data, 0, -1);
+  expect_open_fail(p, R1D_EFORMAT, "too many");
   write_raw(p,
             "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],"
             "\"data_offsets\":[0,0]}}",

@@ -33,7 +33,8 @@ SRC_config="engine/model/config.c"
 SRC_tokenizer="engine/text/tokenizer.c engine/text/tokenizer_load.c \
   engine/text/tokenizer_tables.c engine/text/tokenizer_unicode.c \
   engine/text/tokenizer_pretok.c engine/text/tokenizer_bpe.c"
-SRC_template="engine/text/template.c"
+SRC_template="engine/text/template.c engine/text/template_load.c \
+  engine/text/chat_messages.c"
 SRC_stop="engine/serve/stop.c"
 
 cd "$ROOT"

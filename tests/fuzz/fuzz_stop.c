@@ -109,7 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int i = 0; i < n_stops; i++)
     for (int j = 0; j < n_stops; j++)
       if (i != j && slen[i] < slen[j] &&
-          find((const unsigned char *)stops[j], slen[j], stops[i], slen[i]) >= 0)
+          find((const unsigned char *)stops[j], slen[j], stops[i], slen[i]) >=
+              0)
         substring_free = 0;
   if (substring_free) {
     size_t whole = tlen;

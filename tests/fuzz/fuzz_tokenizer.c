@@ -1,6 +1,6 @@
 /* fuzz_tokenizer.c - libFuzzer harness for r1d_tokenizer_encode/decode with
  * the real Qwen3 and Llama-3 tokenizers ($R1D_SHARED/fixtures/tokenizers,
- * R1D_SHARED defaulting to /work/shared), loaded once.
+ * R1D_SHARED, default ../shared from the repository root), loaded once.
  *
  * Each input is encoded by both tokenizers. Checked:
  *   - encode fails (R1D_EINVAL) exactly when the input is not valid UTF-8,
@@ -36,7 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
   const char *shared = getenv("R1D_SHARED");
-  if (!shared) shared = "/work/shared";
+  if (!shared) shared = "../shared"; /* run from the repository root */
   for (size_t i = 0; i < NCASES; i++) {
     char path[4096];
     snprintf(path, sizeof path, "%s/fixtures/tokenizers/%s/tokenizer.json",
@@ -152,13 +152,15 @@ static void decode_ids(const r1d_tokenizer *t, const uint8_t *data,
   for (size_t i = 0; i < n; i++) {
     uint32_t u;
     memcpy(&u, data + 4 * i, 4);
-    ids[i] = (u & 0x80000000u) ? (int32_t)u : (int32_t)(u % (uint32_t)(t->n_ids + 8));
+    ids[i] = (u & 0x80000000u) ? (int32_t)u
+                               : (int32_t)(u % (uint32_t)(t->n_ids + 8));
     if (ids[i] < 0 || ids[i] >= t->n_ids || !t->tok_str[ids[i]]) range_ok = 0;
   }
   char *text = NULL;
   size_t len = 0;
   r1d_error err = {0};
-  int rc = r1d_tokenizer_decode(t, ids, n, (int)(data[0] & 1), &text, &len, &err);
+  int rc =
+      r1d_tokenizer_decode(t, ids, n, (int)(data[0] & 1), &text, &len, &err);
   if (range_ok ? rc != R1D_OK : rc != R1D_ERANGE) abort();
   if (rc == R1D_OK && (!text || strlen(text) > len)) abort();
   free(text);

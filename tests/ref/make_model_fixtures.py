@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    /work/refvenv/bin/python tests/ref/make_model_fixtures.py
+    build/venv-ref/bin/python tests/ref/make_model_fixtures.py
 
 Builds two tiny, seeded, randomly initialised models with transformers and
 saves them (float32 safetensors) under tests/fixtures/models/:

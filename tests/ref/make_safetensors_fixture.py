@@ -4,7 +4,7 @@ reads files produced by the reference implementation, and prints the bit
 patterns torch gives for float32 -> bfloat16 / float16 conversions of tricky
 values (ties, subnormals, overflow), which the C test hard-codes.
 
-Run: /work/refvenv/bin/python tests/ref/make_safetensors_fixture.py
+Run: build/venv-ref/bin/python tests/ref/make_safetensors_fixture.py
 Deterministic: fixed values, no randomness.
 """
 import os

@@ -1,7 +1,7 @@
 """Makes the chat-template fixtures of tests/engine/test_template.c.
 
 Run from the repository root:
-    /work/refvenv/bin/python tests/ref/make_template_fixtures.py
+    build/venv-ref/bin/python tests/ref/make_template_fixtures.py
 
 The authority is transformers' tokenizer.apply_chat_template(messages,
 tokenize=False, add_generation_prompt=...) with the published Jinja templates

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    /work/refvenv/bin/python tests/ref/make_tokenizer_fixtures.py
+    build/venv-ref/bin/python tests/ref/make_tokenizer_fixtures.py
 
 It reads the real tokenizers under $R1D_SHARED/fixtures/tokenizers (default
 ../shared) and writes tests/fixtures/tokenizer/corpus.json:
