@@ -1,6 +1,11 @@
 /* stop.h - stop strings over streamed text. Text arrives in pieces; a piece
  * that might be the start of a stop string is held back until it is clear,
- * so no stop string (or part of one) ever reaches the client. */
+ * so no stop string (or part of one) ever reaches the client.
+ *
+ * Generation ends at the first stop string completed, as in vLLM. When one
+ * stop string contains another ("b" inside "abc"), where the cut falls can
+ * depend on how the text was split into pieces: "abc" in one piece cuts at
+ * "a", byte by byte the inner "b" completes first and "a" is shown. */
 #ifndef R1D_ENGINE_SERVE_STOP_H
 #define R1D_ENGINE_SERVE_STOP_H
 
