@@ -53,30 +53,36 @@ static const char chat_template[] =
     "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif "
     "%}";
 
+typedef struct model_preset {
+  const char *name;
+  int hidden, intermediate, layers, heads, kv_heads, context;
+} model_preset;
+
+/* tiny: ~1M parameters, for tests and `make run`; small: ~100M, the size the
+ * benchmarks and the CPU-scale R1 recipe use. Both GQA (heads / 2 or 3). */
+static const model_preset presets[] = {
+    {"tiny", 128, 384, 4, 4, 2, 2048},
+    {"small", 768, 2304, 14, 12, 4, 4096},
+};
+
 int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
                      r1d_error *err) {
   memset(cfg, 0, sizeof *cfg);
   cfg->arch = arch;
   /* 256 bytes + added tokens, rounded up to a multiple of 16. */
   cfg->vocab_size = (BYTE_TOKENS + r1d_init_n_added_tokens + 15) / 16 * 16;
-  if (strcmp(preset, "tiny") == 0) {
-    cfg->hidden_size = 128;
-    cfg->intermediate_size = 384;
-    cfg->num_layers = 4;
-    cfg->num_heads = 4;
-    cfg->num_kv_heads = 2;
-    cfg->max_position_embeddings = 2048;
-  } else if (strcmp(preset, "small") == 0) {
-    cfg->hidden_size = 768;
-    cfg->intermediate_size = 2304;
-    cfg->num_layers = 14;
-    cfg->num_heads = 12;
-    cfg->num_kv_heads = 4;
-    cfg->max_position_embeddings = 4096;
-  } else {
+  const model_preset *ps = NULL;
+  for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+    if (strcmp(presets[i].name, preset) == 0) ps = &presets[i];
+  if (!ps)
     return r1d_fail(err, R1D_EINVAL,
                     "unknown preset '%s' (expected tiny or small)", preset);
-  }
+  cfg->hidden_size = ps->hidden;
+  cfg->intermediate_size = ps->intermediate;
+  cfg->num_layers = ps->layers;
+  cfg->num_heads = ps->heads;
+  cfg->num_kv_heads = ps->kv_heads;
+  cfg->max_position_embeddings = ps->context;
   cfg->head_dim = cfg->hidden_size / cfg->num_heads;
   cfg->rms_norm_eps = 1e-6f;
   cfg->rope_theta = 10000.0f;

@@ -204,6 +204,15 @@ static void qwen3_assistant(const r1d_chat_message *msg, int show_thoughts,
   puts_(b, "<|im_end|>\n");
 }
 
+/* One ChatML turn: <|im_start|>role\ncontent<|im_end|>\n */
+static void chatml_turn(buf *b, const char *role, const char *content) {
+  puts_(b, "<|im_start|>");
+  puts_(b, role);
+  puts_(b, "\n");
+  puts_(b, content);
+  puts_(b, "<|im_end|>\n");
+}
+
 /* Qwen3: ChatML whose assistant turns after the last user query carry their
  * thoughts in <think> blocks; earlier ones show the answer only. */
 static void render_qwen3(const r1d_chat_message *m, size_t n, int agp, buf *b) {
@@ -213,11 +222,7 @@ static void render_qwen3(const r1d_chat_message *m, size_t n, int agp, buf *b) {
       qwen3_assistant(&m[i], i > last_query, i == n - 1, b);
       continue;
     }
-    puts_(b, "<|im_start|>");
-    puts_(b, m[i].role);
-    puts_(b, "\n");
-    puts_(b, m[i].content);
-    puts_(b, "<|im_end|>\n");
+    chatml_turn(b, m[i].role, m[i].content);
   }
   if (agp) puts_(b, "<|im_start|>assistant\n");
 }
@@ -229,11 +234,7 @@ static void render_chatml(const r1d_chat_message *m, size_t n, int agp,
   if (!is_role(&m[0], "system"))
     puts_(b, "<|im_start|>system\n" QWEN25_DEFAULT_SYSTEM "<|im_end|>\n");
   for (size_t i = 0; i < n; i++) {
-    puts_(b, "<|im_start|>");
-    puts_(b, m[i].role);
-    puts_(b, "\n");
-    puts_(b, m[i].content);
-    puts_(b, "<|im_end|>\n");
+    chatml_turn(b, m[i].role, m[i].content);
   }
   if (agp) puts_(b, "<|im_start|>assistant\n");
 }
