@@ -418,8 +418,11 @@ static int32_t sample_stochastic(r1d_sampler *s, const float *logits) {
   const r1d_sampling_params *p = &s->p;
   int top = argmax(logits, s->vocab);
   float lmax = logits[top];
-  if (isinf(lmax)) return top; /* nothing finite to sample from */
+  /* Nothing finite to sample from (all -inf, or NaN from a broken model):
+   * answer the argmax rather than draw from an empty set. */
+  if (!isfinite(lmax)) return top;
   double z = fill_weights(s, logits, lmax);
+  if (!(z > 0.0) || !isfinite(z)) return top;
   if (!s->cand) return draw_all(s, z, top);
 
   int n;
@@ -438,6 +441,7 @@ static int32_t sample_stochastic(r1d_sampler *s, const float *logits) {
         s->cand[n++] = (scored){.id = i, .logprob = s->w[i]};
   }
   n = filter_min_p(s->cand, n, p->min_p);
+  if (n <= 0) return top; /* NaN weights filtered everything out */
   return draw_candidates(s, s->cand, n);
 }
 

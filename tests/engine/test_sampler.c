@@ -769,6 +769,45 @@ static void test_validation(void **state) {
   assert_null(s);
 }
 
+/* A broken model (NaN weights, overflow) hands the sampler NaN or -inf rows:
+ * every path must still return an id inside the vocabulary, never read an
+ * empty candidate set. */
+static void test_non_finite_rows(void **state) {
+  (void)state;
+  enum { V = 40 };
+  float nan_row[V], mixed[V], neg_inf[V];
+  for (int i = 0; i < V; i++) {
+    nan_row[i] = NAN;
+    mixed[i] = i % 3 ? NAN : (float)i * 0.1f;
+    neg_inf[i] = -INFINITY;
+  }
+  const float *rows[] = {nan_row, mixed, neg_inf};
+  /* plain, top-k, top-p, min-p, all, with penalties (raw copy kept) */
+  r1d_sampling_params ps[6];
+  for (int k = 0; k < 6; k++) {
+    r1d_sampling_params_default(&ps[k]);
+    ps[k].seed = 5;
+  }
+  ps[1].top_k = 4;
+  ps[2].top_p = 0.9f;
+  ps[3].min_p = 0.1f;
+  ps[4].top_k = 8, ps[4].top_p = 0.5f, ps[4].min_p = 0.2f;
+  ps[5].top_p = 0.9f, ps[5].presence_penalty = 0.5f;
+  for (int k = 0; k < 6; k++)
+    for (int r = 0; r < 3; r++) {
+      r1d_sampler *s = make(&ps[k], V, NULL, 0);
+      for (int step = 0; step < 5; step++) {
+        float buf[V], lp = 0.0f;
+        memcpy(buf, rows[r], sizeof buf);
+        int32_t id = r1d_sampler_sample(s, buf, &lp, NULL, 0);
+        assert_true(id >= 0 && id < V);
+        /* with finite entries present, a finite one is chosen */
+        if (r == 1) assert_int_equal(id % 3, 0);
+      }
+      r1d_sampler_free(s);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -790,6 +829,7 @@ int main(void) {
       cmocka_unit_test(test_seed_reproducible),
       cmocka_unit_test(test_logprobs),
       cmocka_unit_test(test_validation),
+      cmocka_unit_test(test_non_finite_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
