@@ -5,6 +5,8 @@
  * written as generated, or as one JSON object per token with --json. */
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +39,11 @@ const char cmd_generate_help[] =
     "  --system TEXT          system message before the prompt\n"
     "  --template NAME        override the detected chat template\n"
     "  --max-tokens N         tokens to generate (default 256)\n"
-    "  --temperature T        0 = greedy (default 0.6)\n"
-    "  --top-p P              nucleus sampling (default 0.95)\n"
-    "  --top-k K              keep the K most likely tokens (default off)\n"
+    "  --temperature T        0 = greedy\n"
+    "  --top-p P              nucleus sampling\n"
+    "  --top-k K              keep the K most likely tokens\n"
+    "                         (defaults: the model's generation_config.json,\n"
+    "                         else temperature 0.6, top-p 0.95, top-k off)\n"
     "  --min-p P              drop tokens below P * p(max) (default 0)\n"
     "  --repetition-penalty R, --presence-penalty P, --frequency-penalty F\n"
     "  --seed S               sampling seed (default: from the clock)\n"
@@ -120,6 +124,19 @@ static int parse_ids(const char *list, int vocab, r1d_ids *ids) {
   return 0;
 }
 
+/* Sampling settings the flags left unset come from the model's
+ * generation_config.json (as transformers and vLLM do), else DeepSeek's
+ * recommendation for R1 models: temperature 0.6, top-p 0.95. */
+static void apply_generation_defaults(r1d_sampling_params *sp,
+                                      const r1d_config *cfg) {
+  if (isnan(sp->temperature))
+    sp->temperature = isnan(cfg->gen_temperature) ? 0.6f : cfg->gen_temperature;
+  if (isnan(sp->top_p))
+    sp->top_p = isnan(cfg->gen_top_p) ? 0.95f : cfg->gen_top_p;
+  if (sp->top_k == INT_MIN)
+    sp->top_k = cfg->gen_top_k > 0 ? cfg->gen_top_k : -1;
+}
+
 /* Renders the chat prompt; *text is malloc'ed. */
 static int build_chat_prompt(const gen_opts *o, char **text, r1d_error *err) {
   r1d_template *tpl = NULL;
@@ -131,13 +148,18 @@ static int build_chat_prompt(const gen_opts *o, char **text, r1d_error *err) {
   if (o->messages) {
     rc = r1d_read_file(o->messages, &file_text, NULL, err);
     if (rc == 0) rc = r1d_chat_messages_parse(file_text, &msgs, &n, err);
-    if (rc && rc != R1D_EIO) r1d_fail(err, rc, "%s: %s", o->messages, err->msg);
   } else {
     if (o->system) one[n++] = (r1d_chat_message){"system", o->system, NULL};
     one[n++] = (r1d_chat_message){"user", o->prompt, NULL};
   }
   if (rc == 0)
     rc = r1d_template_render(tpl, msgs ? msgs : one, n, 1, text, err);
+  if (rc && rc != R1D_EIO && o->messages) {
+    /* name the file (read errors already do); msg cannot be its own source */
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
+    r1d_fail(err, rc, "%s: %s", o->messages, why);
+  }
   free(msgs);
   free(file_text);
   r1d_template_free(tpl);
@@ -249,8 +271,10 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
 int cmd_generate(int argc, char **argv) {
   gen_opts o = {.max_tokens = 256};
   r1d_sampling_params_default(&o.sp);
-  o.sp.temperature = 0.6f; /* DeepSeek's recommendation for R1 models */
-  o.sp.top_p = 0.95f;
+  /* unset until the flags or the model's generation_config.json say */
+  o.sp.temperature = NAN;
+  o.sp.top_p = NAN;
+  o.sp.top_k = INT_MIN;
   int st = parse_args(argc, argv, &o);
   if (st == -1) return CLI_EXIT_OK;
   if (st) return st;
@@ -271,6 +295,7 @@ int cmd_generate(int argc, char **argv) {
     status = cli_report(&err);
     goto done;
   }
+  apply_generation_defaults(&o.sp, &model->cfg);
   if (o.prompt_ids) {
     if ((status = parse_ids(o.prompt_ids, model->cfg.vocab_size, &ids)))
       goto done;

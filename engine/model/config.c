@@ -298,6 +298,12 @@ static int validate(const char *path, const r1d_config *c, int has_head_dim,
     return r1d_fail(err, R1D_ERANGE, "%s: rms_norm_eps must be positive", path);
   if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
     return r1d_fail(err, R1D_ERANGE, "%s: rope_theta must be positive", path);
+  /* Row widths the kernels take as int. */
+  if ((long long)c->num_heads * c->head_dim > INT_MAX ||
+      (long long)c->num_kv_heads * c->head_dim > INT_MAX)
+    return r1d_fail(err, R1D_ERANGE,
+                    "%s: num_attention_heads x head_dim (%d x %d) is too large",
+                    path, c->num_heads, c->head_dim);
   /* Sizes that pass one by one can still multiply past 64 bits (tensor
    * sizes, allocations); real models stay far below 2^48 parameters
    * (DeepSeek-V3: 2^39.3). */
@@ -381,6 +387,35 @@ done:
   return rc;
 }
 
+/* generation_config.json's sampling fields. Out-of-range values are an
+ * error here rather than a surprise at the first request. */
+static int parse_generation_defaults(json_t *gen, const char *path,
+                                     r1d_config *cfg, r1d_error *err) {
+  json_t *t = json_object_get(gen, "temperature");
+  json_t *p = json_object_get(gen, "top_p");
+  json_t *k = json_object_get(gen, "top_k");
+  json_t *ds = json_object_get(gen, "do_sample");
+  if (t && !json_is_null(t)) {
+    if (!json_is_number(t) || !(json_number_value(t) >= 0.0))
+      return r1d_fail(err, R1D_EFORMAT, "%s: bad \"temperature\"", path);
+    cfg->gen_temperature = (float)json_number_value(t);
+  }
+  if (p && !json_is_null(p)) {
+    if (!json_is_number(p) ||
+        !(json_number_value(p) > 0.0 && json_number_value(p) <= 1.0))
+      return r1d_fail(err, R1D_EFORMAT, "%s: bad \"top_p\"", path);
+    cfg->gen_top_p = (float)json_number_value(p);
+  }
+  if (k && !json_is_null(k)) {
+    if (!json_is_integer(k) || json_integer_value(k) < 0 ||
+        json_integer_value(k) > INT_MAX)
+      return r1d_fail(err, R1D_EFORMAT, "%s: bad \"top_k\"", path);
+    cfg->gen_top_k = (int)json_integer_value(k);
+  }
+  if (json_is_false(ds)) cfg->gen_temperature = 0.0f; /* greedy */
+  return R1D_OK;
+}
+
 int r1d_config_load(const char *dir, r1d_config *cfg, r1d_error *err) {
   char *path = r1d_path_join(dir, "config.json");
   char *gpath = r1d_path_join(dir, "generation_config.json");
@@ -393,6 +428,9 @@ int r1d_config_load(const char *dir, r1d_config *cfg, r1d_error *err) {
   }
   if ((rc = r1d_read_file(path, &text, NULL, err))) goto done;
   if ((rc = r1d_config_parse(text, path, cfg, err))) goto done;
+  cfg->gen_temperature = NAN;
+  cfg->gen_top_p = NAN;
+  cfg->gen_top_k = -1;
   if (!r1d_file_exists(gpath)) goto done;
   json_error_t jerr;
   gen = json_load_file(gpath, 0, &jerr);
@@ -402,6 +440,7 @@ int r1d_config_load(const char *dir, r1d_config *cfg, r1d_error *err) {
     goto done;
   }
   rc = parse_special(gen, gpath, cfg, err);
+  if (rc == 0) rc = parse_generation_defaults(gen, gpath, cfg, err);
 done:
   json_decref(gen);
   free(text);

@@ -38,6 +38,12 @@ typedef struct r1d_config {
   int eos_token_ids[R1D_MAX_EOS];
   int n_eos;
   char torch_dtype[16]; /* "bfloat16", "float16", "float32" or "" */
+  /* Sampling defaults of generation_config.json, used when a request sets
+   * none (as transformers and vLLM do): NAN / -1 when absent. do_sample false
+   * makes gen_temperature 0 (greedy). */
+  float gen_temperature;
+  float gen_top_p;
+  int gen_top_k;
 } r1d_config;
 
 /* Parses config.json text. `path` only names the file in error messages.
@@ -53,7 +59,8 @@ int r1d_config_parse(const char *json_text, const char *path, r1d_config *cfg,
                      r1d_error *err);
 
 /* Loads dir/config.json, then dir/generation_config.json if present (its
- * bos_token_id / eos_token_id, int or list, override config.json's). */
+ * bos_token_id / eos_token_id, int or list, override config.json's; its
+ * do_sample, temperature, top_p and top_k become the gen_* defaults). */
 int r1d_config_load(const char *dir, r1d_config *cfg, r1d_error *err);
 
 /* inv_freq[head_dim/2] with rope_theta and any rope scaling applied, as

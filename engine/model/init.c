@@ -196,6 +196,19 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                        uint64_t seed, r1d_error *err) {
   int rc = r1d_mkdir_p(out_dir, err);
   if (rc) return rc;
+  /* Files we do not write but loaders prefer over ours would make a mixed
+   * folder: refuse rather than delete someone's checkpoint. */
+  static const char *const foreign[] = {"model.safetensors.index.json",
+                                        "chat_template.jinja"};
+  for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
+    char *p = r1d_path_join(out_dir, foreign[i]);
+    int there = p && r1d_file_exists(p);
+    free(p);
+    if (there)
+      return r1d_fail(err, R1D_EINVAL,
+                      "%s: holds %s (another model?); choose an empty folder",
+                      out_dir, foreign[i]);
+  }
   r1d_weights w;
   if (r1d_weights_alloc(cfg, &w) != 0)
     return r1d_fail(err, R1D_ENOMEM, "%s: out of memory for weights", out_dir);

@@ -16,7 +16,9 @@
 int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
                      r1d_error *err);
 
-/* Writes the folder (created if missing; existing files are replaced). */
+/* Writes the folder (created if missing; our files in it are replaced). A
+ * folder holding model.safetensors.index.json or chat_template.jinja, which
+ * loaders would prefer over what we write, is refused with R1D_EINVAL. */
 int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                        uint64_t seed, r1d_error *err);
 

@@ -176,10 +176,16 @@ static void test_load_generation_override(void **state) {
   write_text(dir, "config.json", qwen_json);
   assert_int_equal(r1d_config_load(dir, &c, &err), 0);
   assert_int_equal(c.bos_token_id, 151643);
+  /* no generation_config.json: no sampling defaults */
+  assert_true(isnan(c.gen_temperature) && isnan(c.gen_top_p));
+  assert_int_equal(c.gen_top_k, -1);
 
   write_text(dir, "generation_config.json", qwen_gen_json);
   assert_int_equal(r1d_config_load(dir, &c, &err), 0);
   assert_int_equal(c.bos_token_id, 151646);
+  assert_float_equal(c.gen_temperature, 0.6f, 1e-7);
+  assert_float_equal(c.gen_top_p, 0.95f, 1e-7);
+  assert_int_equal(c.gen_top_k, -1);
   assert_int_equal(c.n_eos, 1);
   assert_int_equal(c.eos_token_ids[0], 151643);
   assert_int_equal(c.hidden_size, 1536);
@@ -191,6 +197,16 @@ static void test_load_generation_override(void **state) {
   assert_int_equal(c.bos_token_id, 151643);
   assert_int_equal(c.n_eos, 2);
   assert_int_equal(c.eos_token_ids[1], 151645);
+
+  /* do_sample false means greedy, whatever temperature says */
+  write_text(dir, "generation_config.json",
+             "{\"do_sample\": false, \"temperature\": 0.7, \"top_k\": 20}");
+  assert_int_equal(r1d_config_load(dir, &c, &err), 0);
+  assert_true(c.gen_temperature == 0.0f);
+  assert_int_equal(c.gen_top_k, 20);
+  write_text(dir, "generation_config.json", "{\"top_p\": 1.5}");
+  assert_int_equal(r1d_config_load(dir, &c, &err), R1D_EFORMAT);
+  assert_non_null(strstr(err.msg, "top_p"));
 
   write_text(dir, "generation_config.json", "{\"eos_token_id\": [1,");
   assert_int_equal(r1d_config_load(dir, &c, &err), R1D_EFORMAT);
@@ -258,6 +274,11 @@ static void test_bad_configs(void **state) {
   expect_fail(qwen_json, "\"num_attention_heads\": 12",
               "\"num_attention_heads\": 12, \"head_dim\": 7", R1D_EFORMAT,
               "head_dim 7 is odd");
+  /* 12 heads x 2^28 head_dim: a row width past int (under the parameter
+   * limit, so the width check is what refuses it) */
+  expect_fail(qwen_json, "\"num_attention_heads\": 12",
+              "\"num_attention_heads\": 12, \"head_dim\": 268435456",
+              R1D_ERANGE, "too large");
   expect_fail(llama_json, "\"rope_type\": \"llama3\"",
               "\"rope_type\": \"yarn\"", R1D_EUNSUPPORTED, "\"yarn\"");
   expect_fail(llama_json, "\"rope_type\": \"llama3\"", "\"type\": \"linear\"",

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "engine/model/config.h"
 #include "engine/model/init.h"
 #include "engine/model/weights.h"
@@ -105,6 +106,28 @@ static void test_init_dir_loads_back(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+static void test_init_refuses_foreign_checkpoint(void **state) {
+  (void)state;
+  char dir[] = "/tmp/r1d-foreign-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[64];
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("{}", f);
+  fclose(f);
+  r1d_config c;
+  r1d_error err = {0};
+  assert_int_equal(r1d_model_preset(R1D_ARCH_QWEN2, "tiny", &c, NULL), 0);
+  assert_int_equal(r1d_model_init_dir(dir, &c, 1, &err), R1D_EINVAL);
+  assert_non_null(strstr(err.msg, "model.safetensors.index.json"));
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  assert_false(r1d_file_exists(path)); /* nothing written */
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 static void test_init_is_seeded(void **state) {
   (void)state;
   r1d_config c;
@@ -131,6 +154,7 @@ int main(void) {
       cmocka_unit_test(test_preset_sizes),
       cmocka_unit_test(test_init_dir_loads_back),
       cmocka_unit_test(test_init_is_seeded),
+      cmocka_unit_test(test_init_refuses_foreign_checkpoint),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
