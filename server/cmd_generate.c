@@ -90,14 +90,19 @@ static int on_token(void *user, const r1d_gen_event *ev) {
     if (s) puts(s);
     free(s);
     json_decref(o);
-  } else if (v->tty && ev->id == v->think_start) {
-    fputs(dim_on, stdout);
-    fputs("thinking: ", stdout);
-    v->thinking = 1;
-  } else if (v->tty && ev->id == v->think_end) {
-    fputs(dim_off, stdout);
-    fputs("\n", stdout);
-    v->thinking = 0;
+  } else if (v->tty && (ev->id == v->think_start || ev->id == v->think_end)) {
+    /* The piece may carry text released with the tag (bytes held back for
+     * a character or a stop string): show it, minus the tag itself. */
+    int open = ev->id == v->think_start;
+    const char *tag = open ? "<think>" : "</think>";
+    const char *at = memmem(ev->text, ev->text_len, tag, strlen(tag));
+    size_t before = at ? (size_t)(at - ev->text) : ev->text_len;
+    size_t after = at ? before + strlen(tag) : ev->text_len;
+    fwrite(ev->text, 1, before, stdout);
+    fputs(open ? dim_on : dim_off, stdout);
+    fputs(open ? "thinking: " : "\n", stdout);
+    fwrite(ev->text + after, 1, ev->text_len - after, stdout);
+    v->thinking = open;
   } else {
     fwrite(ev->text, 1, ev->text_len, stdout);
   }
