@@ -147,3 +147,7 @@ int r1d_tokenizer_is_special(const r1d_tokenizer *t, int32_t id) {
 int r1d_tokenizer_vocab_size(const r1d_tokenizer *t) {
   return t->n_ids;
 }
+
+int32_t r1d_tokenizer_bos_to_add(const r1d_tokenizer *t) {
+  return t->bos_to_add;
+}

@@ -57,6 +57,22 @@ int r1d_tokenizer_is_special(const r1d_tokenizer *t, int32_t id);
 /* One past the largest id (vocab + added tokens). */
 int r1d_tokenizer_vocab_size(const r1d_tokenizer *t);
 
+/* The id of the BOS token that Hugging Face prepends when encoding with
+ * add_special_tokens=True, or -1 if it adds none (r1d_tokenizer_encode
+ * itself never adds it). Decided at load time:
+ *  (a) tokenizer.json's post_processor is a TemplateProcessing, or a
+ *      Sequence holding one, whose "single" template starts with a
+ *      SpecialToken: that token's id (from the processor's special_tokens
+ *      map, else the vocabulary/added token of that content);
+ *  (b) otherwise, for r1d_tokenizer_load_dir only: dir/tokenizer_config.json
+ *      has "add_bos_token": true and a "bos_token" (string or {"content"})
+ *      naming a known token: that token's id. A missing or unreadable
+ *      tokenizer_config.json is ignored.
+ * Rule (b) is what transformers 4.x's LlamaTokenizerFast does (DeepSeek-V3
+ * and R1 rely on it); transformers 5 ignores add_bos_token when a
+ * tokenizer.json exists and applies only (a). */
+int32_t r1d_tokenizer_bos_to_add(const r1d_tokenizer *t);
+
 /* Writes a byte-level BPE tokenizer.json (GPT-2/Qwen-style pre-tokenizer,
  * ByteLevel decoder) with the 256 byte tokens, then `merges` (pairs of token
  * strings in rank order, may be 0), then `added` special tokens. Used by

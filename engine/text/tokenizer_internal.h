@@ -157,6 +157,7 @@ struct r1d_tokenizer {
   merge_slot *byte_pairs;
   int ignore_merges;
   int32_t unk_id;
+  int32_t bos_to_add; /* BOS the post-processor / config adds, or -1 */
   int fuse_unk;
   int nfc;
   added_tok *added;

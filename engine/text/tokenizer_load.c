@@ -72,7 +72,8 @@ static int load_pretok(r1d_tokenizer *t, const char *path, json_t *pt,
       if (rc) return rc;
     }
     *have_bytelevel = 1;
-    return add_step(t, s) ? r1d_fail(err, R1D_ENOMEM, "out of memory") : 0;
+    return add_step(t, s) ? r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path)
+                          : 0;
   }
   if (!strcmp(type, "Split")) {
     json_t *pat = json_object_get(pt, "pattern");
@@ -98,7 +99,8 @@ static int load_pretok(r1d_tokenizer *t, const char *path, json_t *pt,
     int rc = tok_compile_regex(path, json_string_value(ps),
                                json_string_length(ps), rx == NULL, &s.re, err);
     if (rc) return rc;
-    return add_step(t, s) ? r1d_fail(err, R1D_ENOMEM, "out of memory") : 0;
+    return add_step(t, s) ? r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path)
+                          : 0;
   }
   return r1d_fail(err, R1D_EUNSUPPORTED,
                   "%s: unsupported pre_tokenizer type '%s'", path, type);
@@ -140,30 +142,63 @@ static int ensure_ids(r1d_tokenizer *t, int32_t id) {
   return 0;
 }
 
+/* Ids index dense per-id tables, so one huge id would make the loader
+ * allocate and walk billions of slots. Real files are dense (Qwen3's added
+ * tokens follow right after its 151643 vocab entries), so an id is refused
+ * unless it is below twice the number of entries plus some slack. */
+typedef struct {
+  long long entries; /* vocab entries + added tokens in the file */
+  long long limit;   /* ids must be below this */
+} id_bound;
+
+static id_bound make_id_bound(json_t *root) {
+  json_t *model = json_object_get(root, "model");
+  id_bound b;
+  b.entries = (long long)json_object_size(json_object_get(model, "vocab")) +
+              (long long)json_array_size(json_object_get(root, "added_tokens"));
+  b.limit = b.entries * 2 + 65536;
+  if (b.limit > INT32_MAX) b.limit = INT32_MAX;
+  return b;
+}
+
+static int check_id(const char *path, const char *token, json_int_t id,
+                    const id_bound *b, r1d_error *err) {
+  if (id < 0)
+    return r1d_fail(err, R1D_EFORMAT, "%s: token '%s' has negative id %lld",
+                    path, token, (long long)id);
+  if (id >= b->limit)
+    return r1d_fail(err, R1D_EFORMAT,
+                    "%s: token '%s' has id %lld, far beyond the %lld entries",
+                    path, token, (long long)id, b->entries);
+  return 0;
+}
+
 static int load_vocab(r1d_tokenizer *t, const char *path, json_t *vocab,
-                      r1d_error *err) {
+                      const id_bound *bound, r1d_error *err) {
   if (!json_is_object(vocab))
     return r1d_fail(err, R1D_EFORMAT, "%s: model.vocab is not an object", path);
   if (tok_smap_init(&t->vocab, json_object_size(vocab)))
-    return r1d_fail(err, R1D_ENOMEM, "out of memory");
+    return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
   const char *key;
   json_t *v;
   int32_t max_id = -1;
   json_object_foreach(vocab, key, v) {
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        json_integer_value(v) > INT32_MAX - 1)
+    if (!json_is_integer(v))
       return r1d_fail(err, R1D_EFORMAT, "%s: bad id for vocab entry '%s'", path,
                       key);
+    int rc = check_id(path, key, json_integer_value(v), bound, err);
+    if (rc) return rc;
     if ((int32_t)json_integer_value(v) > max_id)
       max_id = (int32_t)json_integer_value(v);
   }
-  if (ensure_ids(t, max_id)) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+  if (ensure_ids(t, max_id))
+    return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
   json_object_foreach(vocab, key, v) {
     int32_t id = (int32_t)json_integer_value(v);
     size_t len = strlen(key);
     char *s = tok_arena_strndup(t, key, len);
     if (!s || tok_smap_put(&t->vocab, s, len, id))
-      return r1d_fail(err, R1D_ENOMEM, "out of memory");
+      return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
     t->tok_str[id] = s;
   }
   return 0;
@@ -176,7 +211,7 @@ static int load_merges(r1d_tokenizer *t, const char *path, json_t *merges,
     cap *= 2;
   t->merges.v = calloc(cap, sizeof *t->merges.v);
   t->merges.mask = cap - 1;
-  if (!t->merges.v) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+  if (!t->merges.v) return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
   r1d_buf joined = {0};
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
@@ -207,7 +242,7 @@ static int load_merges(r1d_tokenizer *t, const char *path, json_t *merges,
     }
     joined.n = 0;
     if (r1d_buf_append(&joined, a, la) || r1d_buf_append(&joined, b, lb)) {
-      rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+      rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
       break;
     }
     int32_t ia = smap_get(&t->vocab, a, la), ib = smap_get(&t->vocab, b, lb);
@@ -228,24 +263,27 @@ static int load_merges(r1d_tokenizer *t, const char *path, json_t *merges,
 }
 
 static int load_added(r1d_tokenizer *t, const char *path, json_t *arr,
-                      r1d_error *err) {
+                      const id_bound *bound, r1d_error *err) {
   size_t n = json_array_size(arr), i;
   json_t *e;
   t->added = calloc(n ? n : 1, sizeof *t->added);
   if (!t->added || tok_smap_init(&t->added_map, n + 1))
-    return r1d_fail(err, R1D_ENOMEM, "out of memory");
+    return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
   json_array_foreach(arr, i, e) {
     json_t *jid = json_object_get(e, "id");
     json_t *jc = json_object_get(e, "content");
-    if (!json_is_integer(jid) || json_integer_value(jid) < 0 ||
-        json_integer_value(jid) > INT32_MAX - 1 || !json_is_string(jc))
+    if (!json_is_integer(jid) || !json_is_string(jc))
       return r1d_fail(err, R1D_EFORMAT, "%s: added_tokens[%zu] is malformed",
                       path, i);
+    int rc = check_id(path, json_string_value(jc), json_integer_value(jid),
+                      bound, err);
+    if (rc) return rc;
     added_tok *a = &t->added[t->n_added++];
     a->id = (int32_t)json_integer_value(jid);
     a->content =
         tok_arena_strndup(t, json_string_value(jc), json_string_length(jc));
-    if (!a->content) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+    if (!a->content)
+      return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
     a->special = (uint8_t)jbool(e, "special", 0);
     a->lstrip = (uint8_t)jbool(e, "lstrip", 0);
     a->rstrip = (uint8_t)jbool(e, "rstrip", 0);
@@ -253,13 +291,13 @@ static int load_added(r1d_tokenizer *t, const char *path, json_t *arr,
     a->normalized = (uint8_t)jbool(e, "normalized", !a->special);
     if (ensure_ids(t, a->id) ||
         tok_smap_put(&t->added_map, a->content, json_string_length(jc), a->id))
-      return r1d_fail(err, R1D_ENOMEM, "out of memory");
+      return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
   }
   return 0;
 }
 
 static int load_model(r1d_tokenizer *t, const char *path, json_t *model,
-                      r1d_error *err) {
+                      const id_bound *bound, r1d_error *err) {
   if (!json_is_object(model))
     return r1d_fail(err, R1D_EFORMAT, "%s: no model object", path);
   const char *type = jstr(model, "type");
@@ -286,7 +324,7 @@ static int load_model(r1d_tokenizer *t, const char *path, json_t *model,
                     path);
   t->ignore_merges = jbool(model, "ignore_merges", 0);
   t->fuse_unk = jbool(model, "fuse_unk", 0);
-  int rc = load_vocab(t, path, json_object_get(model, "vocab"), err);
+  int rc = load_vocab(t, path, json_object_get(model, "vocab"), bound, err);
   if (rc) return rc;
   const char *unk = jstr(model, "unk_token");
   t->unk_id = unk ? smap_get(&t->vocab, unk, strlen(unk)) : -1;
@@ -309,6 +347,63 @@ static int load_decoder(const char *path, json_t *dec, r1d_error *err) {
                   type ? type : "null");
 }
 
+/* The first token of a TemplateProcessing "single" template, when that is
+ * a SpecialToken: the BOS that encode(add_special_tokens=True) prepends. */
+static int template_bos(r1d_tokenizer *t, const char *path, json_t *tp,
+                        r1d_error *err) {
+  json_t *st = json_object_get(json_array_get(json_object_get(tp, "single"), 0),
+                               "SpecialToken");
+  if (!st) return 0; /* starts with $A (or is empty): adds no BOS */
+  const char *name = jstr(st, "id");
+  if (!name)
+    return r1d_fail(err, R1D_EFORMAT,
+                    "%s: post_processor SpecialToken without an id", path);
+  json_t *spec = json_object_get(json_object_get(tp, "special_tokens"), name);
+  json_t *ids = json_object_get(spec, "ids");
+  int64_t id;
+  if (!spec) {
+    id = r1d_tokenizer_token_to_id(t, name);
+  } else if (json_array_size(ids) == 1 &&
+             json_is_integer(json_array_get(ids, 0))) {
+    id = json_integer_value(json_array_get(ids, 0));
+  } else {
+    /* several ids would be a multi-token prefix, not one BOS */
+    return r1d_fail(err, R1D_EUNSUPPORTED,
+                    "%s: post_processor special token '%s' must have exactly "
+                    "one id",
+                    path, name);
+  }
+  if (id < 0 || id >= t->n_ids || !t->tok_str[id])
+    return r1d_fail(err, R1D_EFORMAT,
+                    "%s: post_processor adds token '%s' (id %lld), which is "
+                    "not in the vocabulary",
+                    path, name, (long long)id);
+  t->bos_to_add = (int32_t)id;
+  return 0;
+}
+
+/* Finds the BOS that the post-processor adds (rule (a) of
+ * r1d_tokenizer_bos_to_add). In a Sequence each processor wraps the output
+ * of the ones before, so a later template that starts with a SpecialToken
+ * decides the first token. Other processor types (ByteLevel: offsets only)
+ * add nothing at the front. */
+static int load_post_processor(r1d_tokenizer *t, const char *path, json_t *pp,
+                               r1d_error *err) {
+  const char *type = jstr(pp, "type");
+  if (!type) return 0;
+  if (!strcmp(type, "TemplateProcessing"))
+    return template_bos(t, path, pp, err);
+  if (!strcmp(type, "Sequence")) {
+    json_t *arr = json_object_get(pp, "processors"), *e;
+    size_t i;
+    json_array_foreach(arr, i, e) {
+      int rc = load_post_processor(t, path, e, err);
+      if (rc) return rc;
+    }
+  }
+  return 0;
+}
+
 int r1d_tokenizer_load(const char *path, r1d_tokenizer **out, r1d_error *err) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
@@ -329,15 +424,17 @@ int r1d_tokenizer_load(const char *path, r1d_tokenizer **out, r1d_error *err) {
   r1d_tokenizer *t = calloc(1, sizeof *t);
   int rc = 0, have_bl = 0;
   if (!t) {
-    rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
     goto done;
   }
   if (!json_is_object(root)) {
     rc = r1d_fail(err, R1D_EFORMAT, "%s: not a JSON object", path);
     goto done;
   }
-  if ((rc = load_model(t, path, json_object_get(root, "model"), err)) ||
-      (rc = load_added(t, path, json_object_get(root, "added_tokens"), err)) ||
+  id_bound bound = make_id_bound(root);
+  if ((rc = load_model(t, path, json_object_get(root, "model"), &bound, err)) ||
+      (rc = load_added(t, path, json_object_get(root, "added_tokens"), &bound,
+                       err)) ||
       (rc = load_normalizer(t, path, json_object_get(root, "normalizer"),
                             err)) ||
       (rc = load_pretok(t, path, json_object_get(root, "pre_tokenizer"),
@@ -352,9 +449,13 @@ int r1d_tokenizer_load(const char *path, r1d_tokenizer **out, r1d_error *err) {
     goto done;
   }
   if (tok_build_tries(t) || tok_build_id_tables(t)) {
-    rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+    rc = r1d_fail(err, R1D_ENOMEM, "%s: out of memory", path);
     goto done;
   }
+  /* after the id tables: the BOS must name a token of the vocabulary */
+  t->bos_to_add = -1;
+  rc = load_post_processor(t, path, json_object_get(root, "post_processor"),
+                           err);
 done:
   json_decref(root);
   if (rc)
@@ -364,16 +465,54 @@ done:
   return rc;
 }
 
+/* Rule (b) of r1d_tokenizer_bos_to_add: tokenizer_config.json's
+ * add_bos_token and bos_token (a string, or an AddedToken dict). The file
+ * is optional and only advisory, so a missing or unreadable one is ignored.
+ * Its numbers can exceed 64 bits (Llama's model_max_length is ~1e30),
+ * which jansson refuses as integers: decode them as reals. */
+static void config_bos(r1d_tokenizer *t, const char *config_path) {
+  json_t *cfg = json_load_file(config_path, JSON_DECODE_INT_AS_REAL, NULL);
+  if (!json_is_object(cfg)) {
+    json_decref(cfg);
+    return;
+  }
+  json_t *bos = json_object_get(cfg, "bos_token");
+  const char *name =
+      json_is_object(bos) ? jstr(bos, "content") : json_string_value(bos);
+  if (json_is_true(json_object_get(cfg, "add_bos_token")) && name) {
+    int32_t id = r1d_tokenizer_token_to_id(t, name);
+    if (id >= 0) t->bos_to_add = id;
+  }
+  json_decref(cfg);
+}
+
+static char *join_path(const char *dir, const char *name) {
+  size_t n = strlen(dir), m = strlen(name);
+  char *p = malloc(n + m + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, n);
+  p[n] = '/';
+  memcpy(p + n + 1, name, m + 1);
+  return p;
+}
+
 int r1d_tokenizer_load_dir(const char *dir, r1d_tokenizer **out,
                            r1d_error *err) {
-  size_t n = strlen(dir);
-  char *p = malloc(n + sizeof "/tokenizer.json");
-  if (!p) return r1d_fail(err, R1D_ENOMEM, "out of memory");
-  memcpy(p, dir, n);
-  memcpy(p + n, "/tokenizer.json", sizeof "/tokenizer.json");
+  *out = NULL;
+  char *p = join_path(dir, "tokenizer.json");
+  if (!p) return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
   int rc = r1d_tokenizer_load(p, out, err);
   free(p);
-  return rc;
+  if (rc || (*out)->bos_to_add >= 0) return rc;
+  p = join_path(dir, "tokenizer_config.json");
+  if (!p) {
+    r1d_tokenizer_free(*out);
+    *out = NULL;
+    return r1d_fail(err, R1D_ENOMEM, "%s: out of memory", dir);
+  }
+  config_bos(*out, p);
+  free(p);
+  return 0;
 }
 
 void r1d_tokenizer_free(r1d_tokenizer *t) {

@@ -348,6 +348,44 @@ static void test_bad_files(void **state) {
   assert_int_equal(r1d_tokenizer_load(nobl, &t, &err), R1D_EUNSUPPORTED);
   assert_non_null(strstr(err.msg, nobl));
 
+  /* one huge id: refused at once instead of sizing tables by it */
+  char *huge = temp_file(
+      "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1,"
+      " \"zzz\": 2000000000}, \"merges\": []},"
+      " \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+      " \"decoder\": {\"type\": \"ByteLevel\"}}");
+  assert_int_equal(r1d_tokenizer_load(huge, &t, &err), R1D_EFORMAT);
+  assert_null(t);
+  assert_non_null(strstr(err.msg, huge));
+  assert_non_null(strstr(err.msg, "'zzz'"));
+  assert_non_null(strstr(err.msg, "2000000000"));
+  /* ... in added_tokens too, and negative ids */
+  char *huge_added = temp_file(
+      "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+      " \"added_tokens\": [{\"id\": 70000, \"content\": \"<big>\"}],"
+      " \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+      " \"decoder\": {\"type\": \"ByteLevel\"}}");
+  assert_int_equal(r1d_tokenizer_load(huge_added, &t, &err), R1D_EFORMAT);
+  assert_non_null(strstr(err.msg, huge_added));
+  assert_non_null(strstr(err.msg, "'<big>' has id 70000"));
+  char *neg = temp_file(
+      "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": -3},"
+      " \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+      " \"decoder\": {\"type\": \"ByteLevel\"}}");
+  assert_int_equal(r1d_tokenizer_load(neg, &t, &err), R1D_EFORMAT);
+  assert_non_null(strstr(err.msg, neg));
+  assert_non_null(strstr(err.msg, "'b' has negative id -3"));
+  /* a sparse but plausible id (within the bound) still loads */
+  char *sparse = temp_file(
+      "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+      " \"added_tokens\": [{\"id\": 65000, \"content\": \"<s>\"}],"
+      " \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+      " \"decoder\": {\"type\": \"ByteLevel\"}}");
+  assert_int_equal(r1d_tokenizer_load(sparse, &t, &err), 0);
+  assert_int_equal(r1d_tokenizer_vocab_size(t), 65001);
+  assert_int_equal(r1d_tokenizer_token_to_id(t, "<s>"), 65000);
+  r1d_tokenizer_free(t);
+
   const char *missing = "/tmp/r1d_no_such_dir_4711/tokenizer.json";
   assert_int_equal(r1d_tokenizer_load(missing, &t, &err), R1D_ENOTFOUND);
   assert_non_null(strstr(err.msg, missing));
@@ -356,11 +394,178 @@ static void test_bad_files(void **state) {
       R1D_ENOTFOUND);
   assert_non_null(strstr(err.msg, missing));
 
-  char *paths[] = {wp, bad, merge, nobl};
-  for (int i = 0; i < 4; i++) {
+  char *paths[] = {wp, bad, merge, nobl, huge, huge_added, neg, sparse};
+  for (int i = 0; i < 8; i++) {
     unlink(paths[i]);
     free(paths[i]);
   }
+}
+
+/* The fixtures' BOS, as transformers 4.x adds it: Qwen3 none
+ * (add_bos_token false, ByteLevel post-processor), Llama-3 as published
+ * here none (ByteLevel post-processor, no add_bos_token), DeepSeek-V3 its
+ * <｜begin▁of▁sentence｜> (add_bos_token true in tokenizer_config.json). */
+static void test_bos_fixtures(void **state) {
+  (void)state;
+  assert_int_equal(r1d_tokenizer_bos_to_add(toks[0]), -1);
+  assert_int_equal(r1d_tokenizer_bos_to_add(toks[1]), -1);
+  int32_t bos = r1d_tokenizer_token_to_id(toks[2], "<｜begin▁of▁sentence｜>");
+  assert_int_equal(bos, 0);
+  assert_int_equal(r1d_tokenizer_bos_to_add(toks[2]), bos);
+  /* r1d_tokenizer_load reads tokenizer.json alone: rule (b) is not applied */
+  r1d_tokenizer *t = NULL;
+  r1d_error err = {0};
+  assert_int_equal(
+      r1d_tokenizer_load(shared_path("tokenizers/deepseek-v3/tokenizer.json"),
+                         &t, &err),
+      0);
+  assert_int_equal(r1d_tokenizer_bos_to_add(t), -1);
+  r1d_tokenizer_free(t);
+}
+
+/* A small byte-level tokenizer.json with the given post_processor JSON and
+ * added tokens <|begin_of_text|> = 300, <|end_of_text|> = 301. */
+static void write_pp_tokenizer(const char *path, const char *pp) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
+  for (int b = 0; b < 256; b++) {
+    int keep = (b >= 33 && b <= 126 && b != '"' && b != '\\');
+    if (keep)
+      fprintf(f, "\"%c\": %d, ", b, b);
+    else
+      fprintf(f, "\"\\u%04x\": %d, ", 0x100 + b, b); /* not real ByteLevel */
+  }
+  fprintf(f,
+          "\"hi\": 299}, \"merges\": [\"h i\"]},"
+          " \"added_tokens\": ["
+          "{\"id\": 300, \"content\": \"<|begin_of_text|>\", "
+          "\"special\": true},"
+          "{\"id\": 301, \"content\": \"<|end_of_text|>\", "
+          "\"special\": true}],"
+          " \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+          " \"decoder\": {\"type\": \"ByteLevel\"},"
+          " \"post_processor\": %s}",
+          pp);
+  fclose(f);
+}
+
+static void write_text(const char *path, const char *s) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(s, f);
+  fclose(f);
+}
+
+#define TEMPLATE(first_id, special_map)                                        \
+  "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": "        \
+  "{\"id\": "                                                                  \
+  "\"" first_id "\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", "        \
+  "\"type_id\": 0}}], \"pair\": [{\"SpecialToken\": {\"id\": \"" first_id      \
+  "\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "    \
+  "{\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}], "                         \
+  "\"special_tokens\": " special_map "}"
+
+/* Rule (a) from the post_processor, rule (b) from tokenizer_config.json. */
+static void test_bos_rules(void **state) {
+  (void)state;
+  char dir[] = "/tmp/r1d_tokbos_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[256], cfg[256];
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
+  const char *bos_map =
+      "{\"<|begin_of_text|>\": {\"id\": \"<|begin_of_text|>\", \"ids\": [300],"
+      " \"tokens\": [\"<|begin_of_text|>\"]}}";
+  const char *bytelevel = "{\"type\": \"ByteLevel\", \"add_prefix_space\": "
+                          "true, \"trim_offsets\": false, \"use_regex\": true}";
+  char pp[2048];
+  struct {
+    const char *pp_fmt; /* %s: the TemplateProcessing */
+    const char *config; /* NULL: no tokenizer_config.json */
+    int32_t want_dir, want_file;
+  } cases[] = {
+      /* Meta's Llama-3 file */
+      {"%s", NULL, 300, 300},
+      /* wrapped in a Sequence after ByteLevel */
+      {"{\"type\": \"Sequence\", \"processors\": [BL, %s]}", NULL, 300, 300},
+      /* the template wins over a config that says no */
+      {"%s", "{\"add_bos_token\": false, \"bos_token\": \"<|end_of_text|>\"}",
+       300, 300},
+      /* no template: the config decides; AddedToken dict form; huge ints */
+      {"BL",
+       "{\"add_bos_token\": true, \"model_max_length\": "
+       "1000000000000000019884624838656, \"bos_token\": {\"__type\": "
+       "\"AddedToken\", \"content\": \"<|end_of_text|>\"}}",
+       301, -1},
+      {"BL", "{\"add_bos_token\": true, \"bos_token\": \"hi\"}", 299, -1},
+      /* add_bos_token absent or false, unknown token, null, broken file */
+      {"BL", "{\"bos_token\": \"<|begin_of_text|>\"}", -1, -1},
+      {"BL", "{\"add_bos_token\": false, \"bos_token\": \"hi\"}", -1, -1},
+      {"BL", "{\"add_bos_token\": true, \"bos_token\": \"<nope>\"}", -1, -1},
+      {"BL", "{\"add_bos_token\": true, \"bos_token\": null}", -1, -1},
+      {"BL", "{\"add_bos_token\": true, \"bos_token\": ", -1, -1},
+      {"BL", "[1, 2]", -1, -1},
+      {"null", NULL, -1, -1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char tp[1024], fmt[512];
+    snprintf(tp, sizeof tp, TEMPLATE("<|begin_of_text|>", "%s"), bos_map);
+    /* BL in the format stands for the ByteLevel processor */
+    const char *f = cases[i].pp_fmt, *bl = strstr(f, "BL");
+    if (bl)
+      snprintf(fmt, sizeof fmt, "%.*s%s%s", (int)(bl - f), f, bytelevel,
+               bl + 2);
+    else
+      snprintf(fmt, sizeof fmt, "%s", f);
+    snprintf(pp, sizeof pp, fmt, tp);
+    write_pp_tokenizer(path, pp);
+    unlink(cfg);
+    if (cases[i].config) write_text(cfg, cases[i].config);
+    r1d_tokenizer *t = NULL;
+    r1d_error err = {0};
+    if (r1d_tokenizer_load_dir(dir, &t, &err))
+      fail_msg("case %zu: %s", i, err.msg);
+    if (r1d_tokenizer_bos_to_add(t) != cases[i].want_dir)
+      fail_msg("case %zu: load_dir bos %d, want %d", i,
+               (int)r1d_tokenizer_bos_to_add(t), (int)cases[i].want_dir);
+    r1d_tokenizer_free(t);
+    assert_int_equal(r1d_tokenizer_load(path, &t, &err), 0);
+    assert_int_equal(r1d_tokenizer_bos_to_add(t), cases[i].want_file);
+    r1d_tokenizer_free(t);
+  }
+  /* a template whose token is found by content when special_tokens lacks it;
+   * one starting with $A adds no BOS */
+  snprintf(pp, sizeof pp, TEMPLATE("<|end_of_text|>", "{}"));
+  write_pp_tokenizer(path, pp);
+  unlink(cfg);
+  r1d_tokenizer *t = NULL;
+  r1d_error err = {0};
+  assert_int_equal(r1d_tokenizer_load(path, &t, &err), 0);
+  assert_int_equal(r1d_tokenizer_bos_to_add(t), 301);
+  r1d_tokenizer_free(t);
+  write_pp_tokenizer(path, "{\"type\": \"TemplateProcessing\", \"single\": "
+                           "[{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "
+                           "{\"SpecialToken\": {\"id\": \"<|end_of_text|>\", "
+                           "\"type_id\": 0}}], \"special_tokens\": {}}");
+  assert_int_equal(r1d_tokenizer_load(path, &t, &err), 0);
+  assert_int_equal(r1d_tokenizer_bos_to_add(t), -1);
+  r1d_tokenizer_free(t);
+  /* a template naming a token that does not exist is refused */
+  snprintf(pp, sizeof pp, TEMPLATE("<nope>", "{}"));
+  write_pp_tokenizer(path, pp);
+  assert_int_equal(r1d_tokenizer_load(path, &t, &err), R1D_EFORMAT);
+  assert_non_null(strstr(err.msg, path));
+  assert_non_null(strstr(err.msg, "<nope>"));
+  snprintf(pp, sizeof pp,
+           TEMPLATE("<|begin_of_text|>", "{\"<|begin_of_text|>\": {\"id\": "
+                                         "\"<|begin_of_text|>\", \"ids\": "
+                                         "[5000], \"tokens\": [\"x\"]}}"));
+  write_pp_tokenizer(path, pp);
+  assert_int_equal(r1d_tokenizer_load(path, &t, &err), R1D_EFORMAT);
+  assert_non_null(strstr(err.msg, "5000"));
+  unlink(path);
+  rmdir(dir);
 }
 
 /* The writer's file loads back and encodes by its merges. */
@@ -511,6 +716,8 @@ int main(void) {
       cmocka_unit_test(test_decode_special_and_range),
       cmocka_unit_test(test_invalid_utf8),
       cmocka_unit_test(test_bad_files),
+      cmocka_unit_test(test_bos_fixtures),
+      cmocka_unit_test(test_bos_rules),
       cmocka_unit_test(test_writer_roundtrip),
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_long_runs),
