@@ -34,8 +34,9 @@ const char cmd_generate_help[] =
     "  --prompt TEXT          user message (or raw text with --raw)\n"
     "  --messages FILE        JSON array of chat messages\n"
     "  --prompt-ids LIST      comma-separated token ids, used as they are\n"
-    "  --raw                  no chat template: the prompt text is encoded as "
-    "is\n"
+    "  --raw                  no chat template: the prompt text is encoded\n"
+    "                         as Hugging Face's encode() does (with the BOS\n"
+    "                         the tokenizer adds, if any)\n"
     "  --system TEXT          system message before the prompt\n"
     "  --template NAME        override the detected chat template\n"
     "  --max-tokens N         tokens to generate (default 256)\n"
@@ -313,6 +314,13 @@ int cmd_generate(int argc, char **argv) {
       }
     } else if (build_chat_prompt(&o, &prompt_text, &err)) {
       status = cli_report(&err);
+      goto done;
+    }
+    /* Raw text gets the BOS that Hugging Face's encode adds for this model
+     * (chat templates write theirs as text). */
+    int32_t bos = o.raw ? r1d_tokenizer_bos_to_add(tok) : -1;
+    if (bos >= 0 && r1d_ids_push(&ids, bos)) {
+      status = cli_usage_error("out of memory");
       goto done;
     }
     if (r1d_tokenizer_encode(tok, prompt_text, strlen(prompt_text), &ids,

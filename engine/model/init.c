@@ -24,6 +24,10 @@ const char *const r1d_init_added_tokens[] = {
     "<answer>",
     "</answer>",
 };
+/* As in DeepSeek's tokenizers: bos, eos and pad are special (dropped from
+ * streamed text); the chat markers and the reasoning and answer tags are
+ * ordinary added tokens that clients and the reasoning parser see. */
+const unsigned char r1d_init_added_special[] = {1, 1, 1, 0, 0, 0, 0, 0, 0};
 const int r1d_init_n_added_tokens =
     (int)(sizeof r1d_init_added_tokens / sizeof r1d_init_added_tokens[0]);
 
@@ -222,6 +226,7 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
   char *tok_path = r1d_path_join(out_dir, "tokenizer.json");
   if (!tok_path) return r1d_fail(err, R1D_ENOMEM, "out of memory");
   rc = r1d_tokenizer_write_bytelevel(tok_path, NULL, 0, r1d_init_added_tokens,
+                                     r1d_init_added_special,
                                      r1d_init_n_added_tokens, err);
   free(tok_path);
   if (rc) return rc;

@@ -24,6 +24,7 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
 
 /* The added tokens of r1d's own tokenizer, in id order after the 256 bytes. */
 extern const char *const r1d_init_added_tokens[];
+extern const unsigned char r1d_init_added_special[];
 extern const int r1d_init_n_added_tokens;
 
 #endif

@@ -125,7 +125,10 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
     res->completion_tokens++;
     int stop_token = is_stop_id(m, p, id);
     int last = stop_token || step + 1 == budget;
-    if (!stop_token) { /* stop tokens are not part of the text (OpenAI) */
+    /* Stop tokens are not part of the text (OpenAI); special tokens (bos,
+     * eos, pad) are not either unless asked (vLLM's skip_special_tokens). */
+    if (!stop_token &&
+        (p->keep_special || !r1d_tokenizer_is_special(tok, id))) {
       size_t nb = 0;
       const char *bytes = r1d_tokenizer_token_bytes(tok, id, &nb);
       if (bytes && r1d_buf_append(&g.pending, bytes, nb)) {

@@ -22,6 +22,8 @@ typedef struct r1d_gen_params {
   const int32_t *stop_ids; /* extra stop token ids, may be NULL */
   int n_stop_ids;
   int ignore_eos;     /* 1: the model's EOS ids do not stop */
+  int keep_special;   /* 1: special tokens' text is streamed too (vLLM's
+                         skip_special_tokens=false) */
   int n_top_logprobs; /* 0..R1D_GEN_MAX_TOP */
 } r1d_gen_params;
 

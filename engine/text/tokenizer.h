@@ -80,10 +80,13 @@ int32_t r1d_tokenizer_bos_to_add(const r1d_tokenizer *t);
  * Layout: merges[2*i] and merges[2*i+1] are the two halves of merge i,
  * written as ByteLevel strings (as in tokenizer.json: "Ġ" is a space).
  * Ids: byte b -> b, merge i -> 256 + i, added[j] -> 256 + n_merges + j.
+ * added_special[j] marks added[j] special (skipped when decoding with
+ * skip_special); NULL marks them all special.
  * A merge of undefined tokens, or two merges making one token, fails with
  * R1D_EINVAL. */
 int r1d_tokenizer_write_bytelevel(const char *path, const char *const *merges,
                                   int n_merges, const char *const *added,
+                                  const unsigned char *added_special,
                                   int n_added, r1d_error *err);
 
 #endif

@@ -91,6 +91,7 @@ fail:
 
 int r1d_tokenizer_write_bytelevel(const char *path, const char *const *merges,
                                   int n_merges, const char *const *added,
+                                  const unsigned char *added_special,
                                   int n_added, r1d_error *err) {
   const char *why = "out of memory";
   json_t *model = model_obj(merges, n_merges, &why);
@@ -99,10 +100,10 @@ int r1d_tokenizer_write_bytelevel(const char *path, const char *const *merges,
                     "%s: cannot write tokenizer: %s", path, why);
   json_t *arr = json_array();
   for (int j = 0; arr && j < n_added; j++) {
-    json_t *tok =
-        json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
-                  256 + n_merges + j, "content", added[j], "single_word", 0,
-                  "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1);
+    json_t *tok = json_pack(
+        "{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 256 + n_merges + j,
+        "content", added[j], "single_word", 0, "lstrip", 0, "rstrip", 0,
+        "normalized", 0, "special", added_special ? (int)added_special[j] : 1);
     if (!tok || json_array_append_new(arr, tok)) {
       json_decref(arr);
       arr = NULL;

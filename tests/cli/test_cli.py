@@ -261,3 +261,18 @@ def test_generate_marks_reasoning_on_a_terminal(tiny_model):
     piped = gen(tiny_model, "--prompt", "2+2?", "--max-tokens", "8", "--temperature", "0",
                 "--ignore-eos")
     assert b"\x1b[" not in piped.stdout and b"thinking:" not in piped.stdout
+
+
+def test_generate_raw_adds_the_tokenizers_bos(model_copy):
+    """--raw encodes like Hugging Face's encode(): BOS only when the tokenizer
+    adds one (here: tokenizer_config.json's add_bos_token)."""
+    args = ["--raw", "--prompt", "x", "--max-tokens", "1", "--stats", "--temperature", "0"]
+    p = gen(model_copy, *args)
+    assert p.returncode == 0, p.err
+    assert "prompt 1 tokens" in p.err
+    cfg = read_json(model_copy / "tokenizer_config.json")
+    cfg["add_bos_token"] = True
+    (model_copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    p = gen(model_copy, *args)
+    assert p.returncode == 0, p.err
+    assert "prompt 2 tokens" in p.err

@@ -100,9 +100,13 @@ static void run(fixture *f, const r1d_gen_params *p, seen *s,
 
 static void test_stream_equals_decode(void **state) {
   fixture *f = *state;
-  /* several seeds at a high temperature: random bytes, broken UTF-8 */
-  for (uint64_t seed = 1; seed <= 8; seed++) {
+  /* several seeds at a high temperature: random bytes, broken UTF-8, and
+   * special tokens (dropped from the stream unless keep_special, as decode
+   * drops them with skip_special) */
+  int saw_special = 0;
+  for (uint64_t seed = 1; seed <= 16; seed++) {
     r1d_gen_params p = params(1.5f, 60, seed);
+    p.keep_special = (int)(seed % 2);
     seen s = {0};
     r1d_gen_result res;
     run(f, &p, &s, &res);
@@ -118,14 +122,17 @@ static void test_stream_equals_decode(void **state) {
     int nk = 0;
     for (int i = 0; i < s.n; i++)
       if (s.ids[i] < r1d_tokenizer_vocab_size(f->tok)) kept[nk++] = s.ids[i];
-    assert_int_equal(
-        r1d_tokenizer_decode(f->tok, kept, (size_t)nk, 0, &whole, &len, NULL),
-        0);
+    assert_int_equal(r1d_tokenizer_decode(f->tok, kept, (size_t)nk,
+                                          !p.keep_special, &whole, &len, NULL),
+                     0);
+    for (int i = 0; i < nk; i++)
+      saw_special |= r1d_tokenizer_is_special(f->tok, kept[i]);
     assert_int_equal(s.text.n, len);
     assert_memory_equal(s.text.p ? s.text.p : "", whole, len);
     free(whole);
     r1d_buf_free(&s.text);
   }
+  assert_true(saw_special); /* the special-token path was exercised */
 }
 
 static void test_seed_reproducible_greedy_deterministic(void **state) {

@@ -581,7 +581,7 @@ static void test_writer_roundtrip(void **state) {
   const char *added[] = {"<think>", "</think>", "<｜User｜>"};
   r1d_error err = {0};
   assert_int_equal(
-      r1d_tokenizer_write_bytelevel(path, merges, 6, added, 3, &err), 0);
+      r1d_tokenizer_write_bytelevel(path, merges, 6, added, NULL, 3, &err), 0);
   r1d_tokenizer *t = NULL;
   assert_int_equal(r1d_tokenizer_load_dir(dir, &t, &err), 0);
   assert_int_equal(r1d_tokenizer_vocab_size(t), 256 + 6 + 3);
@@ -619,8 +619,9 @@ static void test_writer_roundtrip(void **state) {
   r1d_tokenizer_free(t);
   /* a merge of unknown tokens is refused */
   const char *badm[] = {"zz", "q"};
-  assert_int_equal(r1d_tokenizer_write_bytelevel(path, badm, 1, NULL, 0, &err),
-                   R1D_EINVAL);
+  assert_int_equal(
+      r1d_tokenizer_write_bytelevel(path, badm, 1, NULL, NULL, 0, &err),
+      R1D_EINVAL);
   unlink(path);
   rmdir(dir);
 }
