@@ -13,7 +13,14 @@ for p in $pkgs; do
 done
 [ -z "$missing" ] && exit 0
 SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: missing packages:$missing" >&2
+    echo "install-deps: not root and no sudo; install them as root" >&2
+    exit 1
+  fi
+  SUDO="sudo"
+fi
 echo "installing:$missing"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

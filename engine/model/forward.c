@@ -14,9 +14,10 @@
  *
  * Every number goes through the backend's ops table, so the same code serves
  * any backend whose buffers the host can address (today: the CPU one).
- * Scratch memory is allocated per call and freed before returning: a model
- * holds only read-only state and may be shared by threads that each own
- * their KV cache. Keys and values are projected straight into the cache rows,
+ * Scratch memory is allocated per call and freed before returning, so a
+ * model holds only read-only state (threads that each own a KV cache could
+ * share it; nothing does yet, and OpenBLAS's own thread safety would then
+ * need a test). Keys and values are projected straight into the cache rows,
  * and the residual adds ride on the GEMM's beta = 1, so the only copies are
  * the embedding lookup and the logits. */
 #include <stdint.h>
