@@ -86,12 +86,17 @@ int r1d_utf8_lossy_append(r1d_buf *out, const unsigned char *s, size_t n) {
   return 0;
 }
 
-int r1d_utf8_valid(const unsigned char *s, size_t n) {
+size_t r1d_utf8_valid_prefix(const unsigned char *s, size_t n) {
   uint32_t cp;
-  for (size_t i = 0; i < n;) {
+  size_t i = 0;
+  while (i < n) {
+    if (s[i] < 0x80) { /* ASCII runs are the common case */
+      i++;
+      continue;
+    }
     int l = r1d_utf8_decode(s + i, n - i, &cp);
-    if (l == 0) return 0;
+    if (l == 0) return i;
     i += (size_t)l;
   }
-  return 1;
+  return n;
 }

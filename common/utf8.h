@@ -69,7 +69,8 @@ size_t r1d_utf8_complete_prefix(const unsigned char *s, size_t n);
  * U+FFFD (Rust's String::from_utf8_lossy). R1D_ENOMEM on failure. */
 int r1d_utf8_lossy_append(r1d_buf *out, const unsigned char *s, size_t n);
 
-/* 1 if s[0..n) is entirely valid UTF-8. */
-int r1d_utf8_valid(const unsigned char *s, size_t n);
+/* Length of the longest valid UTF-8 prefix of s[0..n): n when all of it is
+ * valid, else the offset of the first bad byte (for error messages). */
+size_t r1d_utf8_valid_prefix(const unsigned char *s, size_t n);
 
 #endif

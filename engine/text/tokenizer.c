@@ -54,21 +54,12 @@ void r1d_ids_free(r1d_ids *ids) {
 
 int r1d_tokenizer_encode(const r1d_tokenizer *t, const char *text, size_t len,
                          r1d_ids *ids, r1d_error *err) {
-  for (size_t i = 0; i < len;) {
-    unsigned char ch = (unsigned char)text[i];
-    if (ch < 0x80) {
-      i++;
-      continue;
-    }
-    uint32_t cp;
-    int l = r1d_utf8_decode((const unsigned char *)text + i, len - i, &cp);
-    if (l == 0)
-      return r1d_fail(err, R1D_EINVAL,
-                      "text to encode is not valid UTF-8 (byte 0x%02x at "
-                      "offset %zu)",
-                      ch, i);
-    i += (size_t)l;
-  }
+  size_t ok = r1d_utf8_valid_prefix((const unsigned char *)text, len);
+  if (ok < len)
+    return r1d_fail(err, R1D_EINVAL,
+                    "text to encode is not valid UTF-8 (byte 0x%02x at "
+                    "offset %zu)",
+                    (unsigned char)text[ok], ok);
   enc_ctx c = {.t = t, .ids = ids, .err = err};
   c.md = pcre2_match_data_create(1, NULL);
   if (!c.md) return r1d_fail(err, R1D_ENOMEM, "out of memory");

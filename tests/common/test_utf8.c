@@ -31,8 +31,10 @@ static void test_decode_strict(void **state) {
   assert_int_equal(r1d_utf8_decode(U("\xF4\x90\x80\x80"), 4, &cp), 0);
   assert_int_equal(r1d_utf8_decode(U("\xE4\xB8"), 2, &cp), 0); /* short */
   assert_int_equal(r1d_utf8_decode(U("\x80"), 1, &cp), 0);
-  assert_true(r1d_utf8_valid(U("h\xC3\xA9llo \xE4\xB8\xAD"), 10));
-  assert_false(r1d_utf8_valid(U("ok\xFF"), 3));
+  assert_int_equal(r1d_utf8_valid_prefix(U("h\xC3\xA9llo \xE4\xB8\xAD"), 10),
+                   10);
+  assert_int_equal(r1d_utf8_valid_prefix(U("ok\xFF"), 3), 2);
+  assert_int_equal(r1d_utf8_valid_prefix(U("a\xE4\xB8"), 3), 1);
 }
 
 static void test_encode_roundtrip(void **state) {
