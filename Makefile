@@ -73,10 +73,12 @@ $(REF_VENV)/.stamp: tests/ref/requirements.txt
 	$(REF_VENV)/bin/pip install -q -r tests/ref/requirements.txt
 	touch $@
 
-fixtures: $(REF_VENV)/.stamp
+fixtures: build $(REF_VENV)/.stamp
 	$(REF_VENV)/bin/python tests/ref/make_tokenizer_fixtures.py
 	$(REF_VENV)/bin/python tests/ref/make_template_fixtures.py
 	$(REF_VENV)/bin/python tests/ref/make_model_fixtures.py
+	$(REF_VENV)/bin/python tests/ref/make_safetensors_fixture.py
+	$(REF_VENV)/bin/python tests/ref/check_model_init.py --r1d $(BUILD)/r1d
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
