@@ -14,6 +14,9 @@ const char *r1d_strerror(int code) {
   case R1D_EUNSUPPORTED: return "unsupported";
   case R1D_ERANGE: return "value out of range";
   case R1D_ENOTFOUND: return "not found";
+  case R1D_EBACKEND: return "compute backend failure";
+  case R1D_EBUSY: return "busy";
+  case R1D_ESTATE: return "wrong state";
   default: return "unknown error";
   }
 }

@@ -18,6 +18,9 @@ enum {
   R1D_EUNSUPPORTED = -5, /* valid input we do not handle (yet) */
   R1D_ERANGE = -6,       /* a value outside its allowed range */
   R1D_ENOTFOUND = -7,    /* a named item (tensor, token, file) is missing */
+  R1D_EBACKEND = -8,     /* the compute device failed (sticky on CUDA) */
+  R1D_EBUSY = -9,        /* a queue or pool is full; retry later */
+  R1D_ESTATE = -10,      /* the object is shutting down or in the wrong state */
 };
 
 typedef struct r1d_error {

@@ -5,9 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../common/buf.h"
-#include "../../common/utf8.h"
-#include "stop.h"
+#include "detok.h"
 
 const char *r1d_finish_reason_name(r1d_finish_reason r) {
   switch (r) {
@@ -22,40 +20,6 @@ static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-typedef struct gen_state {
-  r1d_buf pending; /* token bytes not yet forming whole characters */
-  r1d_buf text;    /* scratch: the bytes released this step, repaired */
-  r1d_stop *stop;
-} gen_state;
-
-/* Moves complete characters (all bytes when `final`) through the stop-string
- * filter. *text receives the visible text (malloc'ed); returns 1 when a stop
- * string matched, 0 otherwise, negative on error. */
-static int release_text(gen_state *g, int final, char **text, size_t *len) {
-  const unsigned char *p = (const unsigned char *)g->pending.p;
-  size_t ready =
-      final ? g->pending.n : r1d_utf8_complete_prefix(p, g->pending.n);
-  g->text.n = 0;
-  if (r1d_utf8_lossy_append(&g->text, p, ready) ||
-      r1d_buf_append(&g->text, "", 1))
-    return R1D_ENOMEM;
-  r1d_buf_consume(&g->pending, ready);
-  size_t vlen = g->text.n - 1;
-  *text = NULL;
-  *len = 0;
-  if (!g->stop) {
-    *text = malloc(vlen + 1); /* token bytes may include NUL: no strdup */
-    if (!*text) return R1D_ENOMEM;
-    memcpy(*text, g->text.p, vlen + 1);
-    *len = vlen;
-    return 0;
-  }
-  int rc = r1d_stop_feed(g->stop, g->text.p, vlen, text, len);
-  if (rc == 0 && final) /* no stop matched: release what was held back */
-    rc = r1d_stop_flush(g->stop, text, len);
-  return rc;
 }
 
 static int is_stop_id(const r1d_model *m, const r1d_gen_params *p, int32_t id) {
@@ -91,15 +55,13 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
   if ((size_t)budget > (size_t)max_ctx - n_prompt)
     budget = (int)((size_t)max_ctx - n_prompt);
 
-  gen_state g = {0};
+  r1d_detok dt;
   r1d_kv_cache *kv = NULL;
   r1d_sampler *sampler = NULL;
   float *logits = malloc(sizeof(float) * (size_t)vocab);
   if (!logits) return r1d_fail(err, R1D_ENOMEM, "out of memory");
-  if (p->n_stop > 0) {
-    rc = r1d_stop_create(p->stop, p->n_stop, &g.stop, err);
-    if (rc) goto done;
-  }
+  rc = r1d_detok_init(&dt, tok, p->stop, p->n_stop, p->keep_special, err);
+  if (rc) goto done;
   rc = r1d_kv_cache_create(m, (int)n_prompt + budget, &kv);
   if (rc) {
     r1d_fail(err, rc, "cannot allocate the KV cache for %zu tokens",
@@ -127,18 +89,9 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
     int last = stop_token || step + 1 == budget;
     /* Stop tokens are not part of the text (OpenAI); special tokens (bos,
      * eos, pad) are not either unless asked (vLLM's skip_special_tokens). */
-    if (!stop_token &&
-        (p->keep_special || !r1d_tokenizer_is_special(tok, id))) {
-      size_t nb = 0;
-      const char *bytes = r1d_tokenizer_token_bytes(tok, id, &nb);
-      if (bytes && r1d_buf_append(&g.pending, bytes, nb)) {
-        rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
-        goto done;
-      }
-    }
     char *text = NULL;
     size_t text_len = 0;
-    int matched = release_text(&g, last, &text, &text_len);
+    int matched = r1d_detok_push(&dt, id, stop_token, last, &text, &text_len);
     if (matched < 0) {
       rc = r1d_fail(err, matched, "out of memory");
       goto done;
@@ -171,9 +124,7 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
   rc = R1D_OK;
 done:
   free(logits);
-  r1d_buf_free(&g.pending);
-  r1d_buf_free(&g.text);
-  r1d_stop_free(g.stop);
+  r1d_detok_free(&dt);
   r1d_sampler_free(sampler);
   r1d_kv_cache_free(kv);
   return rc;

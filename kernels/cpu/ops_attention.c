@@ -24,20 +24,6 @@
 
 #define ATTN_TILE 512
 
-/* Eight independent partial sums: the compiler may vectorise them without
- * -ffast-math (a single running sum is a serial dependency chain). */
-static float dot(const float *a, const float *b, int n) {
-  float s[8] = {0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++)
-      s[j] += a[i + j] * b[i + j];
-  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  for (; i < n; i++)
-    t += a[i] * b[i];
-  return t;
-}
-
 /* One query row q[hd] against kv rows 0..len-1 (row stride `stride` floats);
  * writes o[hd]. */
 static void attend_one(const float *q, const float *k, const float *v,
@@ -49,7 +35,7 @@ static void attend_one(const float *q, const float *k, const float *v,
     int nt = len - t0 < ATTN_TILE ? len - t0 : ATTN_TILE;
     float tmax = -INFINITY;
     for (int t = 0; t < nt; t++) {
-      scores[t] = dot(q, k + (size_t)(t0 + t) * stride, hd) * scale;
+      scores[t] = r1d_cpu_dot8(q, k + (size_t)(t0 + t) * stride, hd) * scale;
       if (scores[t] > tmax) tmax = scores[t];
     }
     if (tmax > m) {

@@ -19,3 +19,5 @@ void r1d_cpu_matmul_nt(void *ctx, int m, int n, int k, const float *a,
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b,
               k, beta, c, n);
 }
+
+/* linear (row-invariant, our own kernel) is in ops_linear.c. */

@@ -1,0 +1,237 @@
+/* cuda_gemm.cu - the dense products: `linear` (bf16 weights, activations
+ * rounded to bf16, fp32 accumulation and output) through cuBLASLt, fp32
+ * `matmul_nt` through cublasGemmEx in pedantic fp32, and `weight_upload`.
+ *
+ * Row-major to cuBLAS's column-major: a row-major [r, c] matrix is a
+ * column-major [c, r] one with the same leading dimension, so
+ *   y[m,n] = x[m,k] @ w[n,k]^T
+ * is, column-major, y^T[n,m] = op_T(W_cm[k,n]) * X_cm[k,m]: transa = T,
+ * transb = N, M = n, N = m, K = k, lda = ldb = k, ldc = n. No copy of the
+ * weights is ever made.
+ *
+ * Row invariance (backend.h: a row of y must not depend on m): cuBLAS picks
+ * its kernel, tile and split-K by the problem size, so the same row can come
+ * out with different rounding in a batch of 1 and of 32. For each (n, k) we
+ * therefore pin ONE cuBLASLt algorithm, chosen once by the heuristic for a
+ * reference m, with split-K forced off, and run every m with it: each output
+ * element is then reduced over k in the same order whatever m is. Should the
+ * pinned algorithm refuse a call (alignment), cublasGemmEx runs it instead,
+ * correct but without the invariance guarantee. */
+#include <string.h>
+
+#include "cuda_internal.h"
+
+/* The m the pinned algorithm is chosen for: a mid-size batch. */
+#define GEMM_REF_M 256
+
+/* ---- fp32 -> bf16 ---- */
+
+/* out[i] = bf16(x[i]), round to nearest even (NaN stays NaN) */
+__global__ void k_to_bf16(size_t n, const float *x, __nv_bfloat16 *out) {
+  size_t stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += stride)
+    out[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* n fp32 host values -> a new bf16 device buffer. Converted on the host in
+ * chunks (no device staging, no host copy of the whole tensor). */
+void *r1d_cu_weight_upload(void *ctx, const float *src, size_t n) {
+  r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
+  if (r1d_cu_enter(c)) return NULL;
+  __nv_bfloat16 *dst = NULL;
+  size_t bytes = n * sizeof(__nv_bfloat16);
+  if (cudaMalloc((void **)&dst, bytes ? bytes : 1) != cudaSuccess) {
+    (void)cudaGetLastError(); /* out of memory: the caller's to report */
+    return NULL;
+  }
+  const size_t CHUNK = (size_t)1 << 22;
+  __nv_bfloat16 *buf = (__nv_bfloat16 *)malloc(
+      sizeof(__nv_bfloat16) * (n < CHUNK ? (n ? n : 1) : CHUNK));
+  if (!buf) {
+    cudaFree(dst);
+    return NULL;
+  }
+  for (size_t off = 0; off < n; off += CHUNK) {
+    size_t len = n - off < CHUNK ? n - off : CHUNK;
+    for (size_t i = 0; i < len; i++)
+      buf[i] = __float2bfloat16_rn(src[off + i]);
+    /* synchronous on the stream: buf is rewritten by the next chunk */
+    if (r1d_cu_check(c,
+                     cudaMemcpyAsync(dst + off, buf,
+                                     len * sizeof(__nv_bfloat16),
+                                     cudaMemcpyHostToDevice, c->stream),
+                     "weight_upload: cudaMemcpyAsync") ||
+        r1d_cu_check(c, cudaStreamSynchronize(c->stream),
+                     "weight_upload: sync")) {
+      free(buf);
+      cudaFree(dst);
+      return NULL;
+    }
+  }
+  free(buf);
+  return dst;
+}
+
+/* ---- fp32: matmul_nt ---- */
+
+/* c[m,n] = a[m,k] @ b[n,k]^T + beta * c, fp32 in and out, fp32 compute
+ * without TF32 (pedantic). With beta 0 cuBLAS does not read c. */
+void r1d_cu_matmul_nt(void *ctx, int m, int n, int k, const float *a,
+                      const float *b, float beta, float *c_out) {
+  r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
+  if (m <= 0 || n <= 0 || r1d_cu_enter(c)) return;
+  const float alpha = 1.0f;
+  r1d_cu_check_blas(c,
+                    cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k,
+                                 &alpha, b, CUDA_R_32F, k, a, CUDA_R_32F, k,
+                                 &beta, c_out, CUDA_R_32F, n,
+                                 CUBLAS_COMPUTE_32F_PEDANTIC,
+                                 CUBLAS_GEMM_DEFAULT),
+                    "matmul_nt: cublasGemmEx");
+}
+
+/* ---- bf16: linear ---- */
+
+static void layout_free(cublasLtMatrixLayout_t *l) {
+  if (*l) cublasLtMatrixLayoutDestroy(*l);
+  *l = NULL;
+}
+
+/* Picks and pins the algorithm of shape s (n, k): the heuristic's candidates
+ * for m = GEMM_REF_M in order, the first that still checks with split-K off
+ * and fits the workspace. Leaves s->usable 0 when none does. */
+static void shape_prepare(r1d_cuda_ctx *c, r1d_cuda_gemm_shape *s) {
+  cublasLtMatrixLayout_t xl = NULL, yl = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasLtMatmulHeuristicResult_t res[8];
+  int nres = 0;
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  uint32_t align = 16;
+  s->usable = 0;
+  if (cublasLtMatmulDescCreate(&s->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) !=
+          CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatmulDescSetAttribute(s->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
+                                     sizeof ta) != CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatmulDescSetAttribute(s->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
+                                     sizeof tb) != CUBLAS_STATUS_SUCCESS)
+    goto done;
+  if (cublasLtMatrixLayoutCreate(&s->w_layout, CUDA_R_16BF, s->k, s->n,
+                                 s->k) != CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatrixLayoutCreate(&xl, CUDA_R_16BF, s->k, GEMM_REF_M, s->k) !=
+          CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatrixLayoutCreate(&yl, CUDA_R_32F, s->n, GEMM_REF_M, s->n) !=
+          CUBLAS_STATUS_SUCCESS)
+    goto done;
+  if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatmulPreferenceSetAttribute(
+          pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_bytes,
+          sizeof c->lt_ws_bytes) != CUBLAS_STATUS_SUCCESS)
+    goto done;
+  /* callers pass row offsets into larger buffers: ask only for 16 bytes */
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align);
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align);
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align);
+  cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
+  if (cublasLtMatmulAlgoGetHeuristic(c->lt, s->desc, s->w_layout, xl, yl, yl,
+                                     pref, 8, res, &nres) !=
+      CUBLAS_STATUS_SUCCESS)
+    goto done;
+  for (int i = 0; i < nres && !s->usable; i++) {
+    if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    cublasLtMatmulAlgo_t algo = res[i].algo;
+    int32_t splitk = 1;
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    cublasLtMatmulHeuristicResult_t chk;
+    if (cublasLtMatmulAlgoConfigSetAttribute(
+            &algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof splitk) !=
+            CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulAlgoConfigSetAttribute(
+            &algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+            sizeof scheme) != CUBLAS_STATUS_SUCCESS)
+      continue;
+    if (cublasLtMatmulAlgoCheck(c->lt, s->desc, s->w_layout, xl, yl, yl, &algo,
+                                &chk) != CUBLAS_STATUS_SUCCESS ||
+        chk.workspaceSize > c->lt_ws_bytes)
+      continue;
+    s->algo = algo;
+    s->usable = 1;
+  }
+done:
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  layout_free(&xl);
+  layout_free(&yl);
+}
+
+/* The pinned shape for (n, k), prepared on first use; NULL when the table is
+ * full (then cublasGemmEx serves the shape). */
+static r1d_cuda_gemm_shape *shape_for(r1d_cuda_ctx *c, int n, int k) {
+  for (int i = 0; i < c->n_shapes; i++)
+    if (c->shapes[i].n == n && c->shapes[i].k == k) return &c->shapes[i];
+  if (c->n_shapes == R1D_CUDA_GEMM_SHAPES) return NULL;
+  r1d_cuda_gemm_shape *s = &c->shapes[c->n_shapes++];
+  memset(s, 0, sizeof *s);
+  s->n = n;
+  s->k = k;
+  shape_prepare(c, s);
+  return s;
+}
+
+void r1d_cu_gemm_release(r1d_cuda_ctx *c) {
+  for (int i = 0; i < c->n_shapes; i++) {
+    r1d_cuda_gemm_shape *s = &c->shapes[i];
+    layout_free(&s->w_layout);
+    if (s->desc) cublasLtMatmulDescDestroy(s->desc);
+    s->desc = NULL;
+  }
+  c->n_shapes = 0;
+}
+
+/* y[m,n] (ld n) = xb[m,k] @ w[n,k]^T + beta * y with the pinned algorithm;
+ * returns 0, or -1 when it could not be used (nothing was queued then). */
+static int linear_pinned(r1d_cuda_ctx *c, r1d_cuda_gemm_shape *s, int m,
+                         const __nv_bfloat16 *xb, const void *w, float beta,
+                         float *y) {
+  if (!s || !s->usable) return -1;
+  if (((uintptr_t)w | (uintptr_t)xb | (uintptr_t)y) % 16 != 0) return -1;
+  cublasLtMatrixLayout_t xl = NULL, yl = NULL;
+  int rc = -1;
+  const float alpha = 1.0f;
+  if (cublasLtMatrixLayoutCreate(&xl, CUDA_R_16BF, s->k, m, s->k) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&yl, CUDA_R_32F, s->n, m, s->n) ==
+          CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmul(c->lt, s->desc, &alpha, w, s->w_layout, xb, xl, &beta, y,
+                     yl, y, yl, &s->algo, c->lt_ws, c->lt_ws_bytes,
+                     c->stream) == CUBLAS_STATUS_SUCCESS)
+    rc = 0;
+  layout_free(&xl);
+  layout_free(&yl);
+  return rc;
+}
+
+void r1d_cu_linear(void *ctx, int m, int n, int k, const float *x,
+                   const void *w, float beta, float *y) {
+  r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
+  if (m <= 0 || n <= 0 || r1d_cu_enter(c)) return;
+  size_t len = (size_t)m * (size_t)k;
+  __nv_bfloat16 *xb =
+      (__nv_bfloat16 *)r1d_cu_scratch(c, len * sizeof(__nv_bfloat16) + 16);
+  if (!xb) return;
+  if (len > 0) {
+    k_to_bf16<<<r1d_cu_blocks(len, 256), 256, 0, c->stream>>>(len, x, xb);
+    r1d_cu_launched(c, "linear: to_bf16");
+  }
+  if (linear_pinned(c, shape_for(c, n, k), m, xb, w, beta, y) == 0) return;
+  const float alpha = 1.0f;
+  r1d_cu_check_blas(c,
+                    cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k,
+                                 &alpha, w, CUDA_R_16BF, k, xb, CUDA_R_16BF, k,
+                                 &beta, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT),
+                    "linear: cublasGemmEx");
+}

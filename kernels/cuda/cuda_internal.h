@@ -1,0 +1,120 @@
+/* cuda_internal.h - what the CUDA op files share: the backend context, the
+ * sticky-error helpers and the prototypes gathered into the ops table by
+ * cuda_backend.cu. C++ (nvcc) only; the C world sees cuda_backend.h.
+ *
+ * Every op runs asynchronously on ctx->stream. An op never returns an error:
+ * it records the first failure (CUDA or cuBLAS) in the context, and from then
+ * on every op is a no-op and sync/upload/download answer R1D_EBACKEND. A
+ * device fault (illegal address) is fatal to the CUDA context anyway, so
+ * there is no recovery short of destroying the backend. */
+#ifndef R1D_KERNELS_CUDA_INTERNAL_H
+#define R1D_KERNELS_CUDA_INTERNAL_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The r1d headers are C: their functions (r1d_fail, ours) have C linkage. */
+extern "C" {
+#include "cuda_backend.h"
+}
+
+/* Largest head_dim the attention kernels handle (8 floats per lane). */
+#define R1D_CUDA_MAX_HEAD_DIM 256
+
+/* (n, k) shapes of `linear` whose cuBLASLt algorithm is pinned (see
+ * cuda_gemm.cu); a model has a handful (qkv, o, gate/up, down, head). */
+#define R1D_CUDA_GEMM_SHAPES 32
+
+typedef struct r1d_cuda_gemm_shape {
+  int n, k;
+  int usable; /* 0: no pinned algorithm, cublasGemmEx is used */
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t w_layout;
+  cublasLtMatmulAlgo_t algo;
+} r1d_cuda_gemm_shape;
+
+typedef struct r1d_cuda_ctx {
+  r1d_backend_ops ops; /* be->ops points here */
+  int device;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  cublasLtHandle_t lt;
+  void *lt_ws; /* cuBLASLt workspace */
+  size_t lt_ws_bytes;
+  void *scratch; /* bf16 copy of linear's activations */
+  size_t scratch_bytes;
+  int n_shapes;
+  r1d_cuda_gemm_shape shapes[R1D_CUDA_GEMM_SHAPES];
+  int failed;         /* sticky: first failure recorded */
+  char fail_msg[256]; /* what failed, for r1d_cuda_backend_error */
+  char desc[384];     /* r1d_cuda_backend_describe */
+} r1d_cuda_ctx;
+
+/* ---- cuda_backend.cu: errors, device, scratch ---- */
+/* Records the first failure; later ones are consequences and are dropped. */
+void r1d_cu_fail(r1d_cuda_ctx *c, const char *what, const char *detail);
+/* Records `e` when it is not cudaSuccess; returns 1 when it recorded. */
+int r1d_cu_check(r1d_cuda_ctx *c, cudaError_t e, const char *what);
+int r1d_cu_check_blas(r1d_cuda_ctx *c, cublasStatus_t s, const char *what);
+/* After a kernel launch: cudaGetLastError, recorded. */
+void r1d_cu_launched(r1d_cuda_ctx *c, const char *what);
+/* Starts an op: makes the context's device current on this thread; returns 0
+ * when the op may run, -1 when the backend already failed. */
+int r1d_cu_enter(r1d_cuda_ctx *c);
+/* Device scratch of at least `bytes` (grown by waiting for the stream and
+ * reallocating); NULL after recording a failure. */
+void *r1d_cu_scratch(r1d_cuda_ctx *c, size_t bytes);
+/* Blocks for a 1-D grid-stride loop over `total` items. */
+unsigned r1d_cu_blocks(size_t total, unsigned threads);
+
+/* ---- cuda_gemm.cu ---- */
+void r1d_cu_matmul_nt(void *ctx, int m, int n, int k, const float *a,
+                      const float *b, float beta, float *c);
+void r1d_cu_linear(void *ctx, int m, int n, int k, const float *x,
+                   const void *w, float beta, float *y);
+void *r1d_cu_weight_upload(void *ctx, const float *src, size_t n);
+void r1d_cu_gemm_release(r1d_cuda_ctx *c);
+
+/* ---- cuda_elementwise.cu ---- */
+void r1d_cu_add_bias(void *ctx, int m, int n, const float *bias, float *x);
+void r1d_cu_add(void *ctx, size_t n, const float *a, const float *b,
+                float *out);
+void r1d_cu_embedding(void *ctx, int n, const int32_t *ids, const void *table,
+                      int dim, float *out);
+void r1d_cu_swiglu(void *ctx, size_t n, const float *gate, const float *up,
+                   float *out);
+void r1d_cu_gather_rows(void *ctx, int n, int dim, const int32_t *rows,
+                        const float *x, float *out);
+void r1d_cu_kv_write(void *ctx, int n, int kv_dim, const float *k,
+                     const float *v, const int64_t *slots, float *k_cache,
+                     float *v_cache);
+
+/* ---- cuda_norm_rope.cu ---- */
+void r1d_cu_rmsnorm(void *ctx, int n, int dim, const float *x, const float *w,
+                    float eps, float *out);
+void r1d_cu_rope(void *ctx, int n, int n_heads, int head_dim,
+                 const int32_t *pos, const float *inv_freq, float *x);
+
+/* ---- cuda_attention.cu ---- */
+void r1d_cu_attention(void *ctx, int n, int start, int n_heads, int n_kv_heads,
+                      int head_dim, const float *q, const float *k_cache,
+                      const float *v_cache, float *out);
+void r1d_cu_paged_attention(void *ctx, int n_q, const int32_t *q_seq,
+                            const int32_t *q_pos, int max_pos,
+                            const int32_t *block_tables, int max_blocks,
+                            int block_size, int n_heads, int n_kv_heads,
+                            int head_dim, const float *q, const float *k_cache,
+                            const float *v_cache, float *out);
+
+/* ---- cuda_sample.cu ---- */
+void r1d_cu_logsumexp(void *ctx, int n, int vocab, const float *x, float *lse);
+void r1d_cu_sample(void *ctx, int n, int vocab, const float *logits,
+                   const float *temperature, const int32_t *top_k,
+                   const float *top_p, const float *min_p, const float *u,
+                   int32_t *token, float *logprob);
+
+#endif
