@@ -11,6 +11,11 @@ REF_VENV   := $(BUILD)/venv-ref
 MODEL      ?= $(BUILD)/models/r1d-tiny
 PROMPT     ?= What is 12 + 30?
 MESON_OPTS ?=
+# The CUDA backend is compiled (and linked) whenever nvcc is there, as in CI;
+# without it the build goes on with the CPU backend alone. The ASan build
+# stays CPU-only: ASan and the CUDA runtime's address space do not mix well.
+export PATH := $(PATH):/usr/local/cuda/bin
+CUDA       ?= $(if $(shell command -v nvcc),enabled,disabled)
 
 .PHONY: all deps build run test test-unit test-asan test-cli bench fixtures format clean
 
@@ -20,7 +25,7 @@ deps:
 	@./scripts/install-deps.sh
 
 $(BUILD)/build.ninja:
-	meson setup $(BUILD) $(MESON_OPTS)
+	meson setup $(BUILD) -Dcuda=$(CUDA) $(MESON_OPTS)
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -44,7 +49,8 @@ test-unit: build
 
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) -Dbuildtype=debug -Doptimization=1 \
-	  -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
+	  -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled \
+	  $(MESON_OPTS)
 
 # Unit tests and the CLI's bad-input tests again, under ASan+UBSan.
 test-asan: deps $(ASAN_BUILD)/build.ninja $(VENV)/.stamp

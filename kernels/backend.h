@@ -136,10 +136,11 @@ typedef struct r1d_backend_ops {
 
   /* Draws one token per row of logits[n, vocab] (not modified). Row i:
    * temperature[i] <= 1e-5 -> the argmax (lowest id on ties). Otherwise
-   * p = softmax(logits / temperature[i]); keep the top_k[i] most likely tokens
-   * (top_k <= 0: all), then the smallest prefix (by descending p, ties by
-   * lower id) whose mass reaches top_p[i] (>= 1: all), then drop tokens with
-   * p < min_p[i] * max p (min_p <= 0: none); renormalise and pick by inverse
+   * p = softmax(logits / temperature[i]); order tokens by descending p (ties:
+   * lower id first); keep the top_k[i] first (top_k <= 0: all); renormalise
+   * over them and keep the shortest prefix whose mass reaches top_p[i] (>= 1:
+   * all), as Hugging Face and vLLM do; then drop tokens with p < min_p[i] *
+   * max p (min_p <= 0: none); renormalise and pick by inverse
    * CDF over the kept tokens in that order with u[i] in [0, 1). Writes
    * token[i] and logprob[i] = log_softmax(logits[i])[token] (raw, at
    * temperature 1). */

@@ -22,6 +22,13 @@ int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
 int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                        uint64_t seed, r1d_error *err);
 
+/* A model in memory with seeded random weights of cfg's shapes (uniform,
+ * std 0.02; norms 1, biases 0), for benchmarks; no files, no tokenizer. The
+ * model's backend field is left empty (the runner takes one). */
+struct r1d_model;
+int r1d_model_random(const r1d_config *cfg, uint64_t seed,
+                     struct r1d_model **out, r1d_error *err);
+
 /* The added tokens of r1d's own tokenizer, in id order after the 256 bytes. */
 extern const char *const r1d_init_added_tokens[];
 extern const unsigned char r1d_init_added_special[];

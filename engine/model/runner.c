@@ -45,6 +45,9 @@ struct r1d_runner {
   /* device copies of the metadata (unused on host-memory backends) */
   int32_t *d_ids, *d_pos, *d_q_seq, *d_tables, *d_logit_rows;
   int64_t *d_slots;
+  /* device sampling: per-row parameters in, tokens and logprobs out */
+  float *d_temp, *d_top_p, *d_min_p, *d_u, *d_logprobs;
+  int32_t *d_top_k, *d_tokens;
 };
 
 size_t r1d_runner_block_bytes(const r1d_config *cfg, int block_size) {
@@ -186,6 +189,17 @@ static int alloc_buffers(r1d_runner *r, r1d_error *err) {
     r->d_logit_rows = dev_alloc(r, S * sizeof(int32_t));
     ok = r->d_ids && r->d_pos && r->d_q_seq && r->d_slots && r->d_tables &&
          r->d_logit_rows;
+  }
+  if (ok) {
+    r->d_temp = dev_alloc(r, S * sizeof(float));
+    r->d_top_p = dev_alloc(r, S * sizeof(float));
+    r->d_min_p = dev_alloc(r, S * sizeof(float));
+    r->d_u = dev_alloc(r, S * sizeof(float));
+    r->d_logprobs = dev_alloc(r, S * sizeof(float));
+    r->d_top_k = dev_alloc(r, S * sizeof(int32_t));
+    r->d_tokens = dev_alloc(r, S * sizeof(int32_t));
+    ok = r->d_temp && r->d_top_p && r->d_min_p && r->d_u && r->d_logprobs &&
+         r->d_top_k && r->d_tokens;
   }
   if (!ok)
     return r1d_fail(err, R1D_ENOMEM,
@@ -348,8 +362,8 @@ static void layer_step(r1d_runner *r, int l, const r1d_batch *b,
   ops->linear(ctx, T, hid, inter, r->gate, w->down_w, 1.0f, r->x);
 }
 
-int r1d_runner_step(r1d_runner *r, const r1d_batch *b, float *logits,
-                    r1d_error *err) {
+/* Everything up to the logits, left in r->logits [n_logits, vocab]. */
+static int forward(r1d_runner *r, const r1d_batch *b, r1d_error *err) {
   const r1d_config *c = &r->m->cfg;
   const r1d_backend_ops *ops = r->be.ops;
   void *ctx = r->be.ctx;
@@ -370,8 +384,45 @@ int r1d_runner_step(r1d_runner *r, const r1d_batch *b, float *logits,
                  r->sel_norm);
     ops->linear(ctx, n, c->vocab_size, hid, r->sel_norm, r->lm_head, 0.0f,
                 r->logits);
-    if (ops->download(ctx, logits, r->logits,
-                      (size_t)n * (size_t)c->vocab_size * sizeof(float)))
+  }
+  return 0;
+}
+
+int r1d_runner_step(r1d_runner *r, const r1d_batch *b, float *logits,
+                    r1d_error *err) {
+  const r1d_backend_ops *ops = r->be.ops;
+  int rc = forward(r, b, err);
+  if (rc) return rc;
+  size_t bytes =
+      (size_t)b->n_logits * (size_t)r->m->cfg.vocab_size * sizeof(float);
+  if ((bytes && ops->download(r->be.ctx, logits, r->logits, bytes)) ||
+      ops->sync(r->be.ctx))
+    return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
+                    ops->name);
+  return 0;
+}
+
+int r1d_runner_step_sample(r1d_runner *r, const r1d_batch *b,
+                           const r1d_step_sampling *sp, int32_t *tokens,
+                           float *logprobs, r1d_error *err) {
+  const r1d_backend_ops *ops = r->be.ops;
+  void *ctx = r->be.ctx;
+  int rc = forward(r, b, err);
+  if (rc) return rc;
+  int n = b->n_logits;
+  if (n > 0) {
+    size_t f = (size_t)n * sizeof(float), i = (size_t)n * sizeof(int32_t);
+    if (ops->upload(ctx, r->d_temp, sp->temperature, f) ||
+        ops->upload(ctx, r->d_top_p, sp->top_p, f) ||
+        ops->upload(ctx, r->d_min_p, sp->min_p, f) ||
+        ops->upload(ctx, r->d_u, sp->u, f) ||
+        ops->upload(ctx, r->d_top_k, sp->top_k, i))
+      return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
+                      ops->name);
+    ops->sample(ctx, n, r->m->cfg.vocab_size, r->logits, r->d_temp, r->d_top_k,
+                r->d_top_p, r->d_min_p, r->d_u, r->d_tokens, r->d_logprobs);
+    if (ops->download(ctx, tokens, r->d_tokens, i) ||
+        ops->download(ctx, logprobs, r->d_logprobs, f))
       return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
                       ops->name);
   }

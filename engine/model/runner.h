@@ -63,4 +63,18 @@ void r1d_runner_destroy(r1d_runner *r);
 int r1d_runner_step(r1d_runner *r, const r1d_batch *b, float *logits,
                     r1d_error *err);
 
+/* Per logits row parameters of the backend's `sample` op (host arrays of
+ * n_logits entries). */
+typedef struct r1d_step_sampling {
+  const float *temperature, *top_p, *min_p, *u;
+  const int32_t *top_k;
+} r1d_step_sampling;
+
+/* Runs one step and draws each logits row's token on the backend, so only
+ * tokens and their logprobs cross to the host (on a GPU the logits of a big
+ * batch are hundreds of MB). tokens and logprobs are host [n_logits]. */
+int r1d_runner_step_sample(r1d_runner *r, const r1d_batch *b,
+                           const r1d_step_sampling *sp, int32_t *tokens,
+                           float *logprobs, r1d_error *err);
+
 #endif

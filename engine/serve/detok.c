@@ -54,7 +54,9 @@ static int release_text(r1d_detok *d, int final, char **text, size_t *len) {
 
 int r1d_detok_push(r1d_detok *d, int32_t id, int hidden, int final, char **text,
                    size_t *len) {
-  if (!hidden && (d->keep_special || !r1d_tokenizer_is_special(d->tok, id))) {
+  /* without a tokenizer (benchmarks on random models) there is no text */
+  if (d->tok && !hidden &&
+      (d->keep_special || !r1d_tokenizer_is_special(d->tok, id))) {
     size_t nb = 0;
     const char *bytes = r1d_tokenizer_token_bytes(d->tok, id, &nb);
     if (bytes && r1d_buf_append(&d->pending, bytes, nb)) return R1D_ENOMEM;

@@ -18,6 +18,7 @@ void r1d_engine_config_default(r1d_engine_config *c) {
   c->max_num_seqs = 64;
   c->max_batch_tokens = 512;
   c->prefix_cache = 1;
+  c->device_sampling = -1;
 }
 
 /* ---- requests ---- */
@@ -284,15 +285,11 @@ static int is_stop_id(const r1d_engine *e, const r1d_gen_params *p,
   return 0;
 }
 
-/* Samples s's next token from `logits` (modified), streams it, and finishes
- * s when a stop condition holds. */
-static int sample_and_emit(r1d_engine *e, eng_seq *s, float *logits) {
+/* Appends token id to s, streams it, and finishes s when a stop condition
+ * holds. */
+static void emit_token(r1d_engine *e, eng_seq *s, int32_t id, float lp,
+                       const r1d_top_logprob *top, int n_top) {
   const r1d_gen_params *p = &s->req->params;
-  r1d_top_logprob top[R1D_GEN_MAX_TOP];
-  float lp = 0.0f;
-  int32_t id =
-      r1d_sampler_sample(s->sampler, logits, &lp,
-                         p->n_top_logprobs ? top : NULL, p->n_top_logprobs);
   s->tokens[s->n_tokens++] = id;
   s->n_gen++;
   e->generated_tokens++;
@@ -304,7 +301,7 @@ static int sample_and_emit(r1d_engine *e, eng_seq *s, float *logits) {
   if (matched < 0) {
     free(text);
     finish_without_token(e, s, R1D_FINISH_ABORT, "engine: out of memory");
-    return 0;
+    return;
   }
   r1d_finish_reason why = R1D_FINISH_NONE;
   if (stop_token || matched)
@@ -316,7 +313,7 @@ static int sample_and_emit(r1d_engine *e, eng_seq *s, float *logits) {
                          .text_len = len,
                          .logprob = lp,
                          .top = top,
-                         .n_top = p->n_top_logprobs,
+                         .n_top = n_top,
                          .finish = why};
   if (why != R1D_FINISH_NONE) {
     ev.prompt_tokens = s->req->n_prompt;
@@ -326,7 +323,17 @@ static int sample_and_emit(r1d_engine *e, eng_seq *s, float *logits) {
   emit(s, &ev);
   free(text);
   if (why != R1D_FINISH_NONE) seq_finish(e, s);
-  return 0;
+}
+
+/* Samples s's next token from `logits` (modified) on the host. */
+static void sample_and_emit(r1d_engine *e, eng_seq *s, float *logits) {
+  const r1d_gen_params *p = &s->req->params;
+  r1d_top_logprob top[R1D_GEN_MAX_TOP];
+  float lp = 0.0f;
+  int32_t id =
+      r1d_sampler_sample(s->sampler, logits, &lp,
+                         p->n_top_logprobs ? top : NULL, p->n_top_logprobs);
+  emit_token(e, s, id, lp, top, p->n_top_logprobs);
 }
 
 /* Choice 0 of an n-sample request finished its prompt: choices 1..n-1 share
@@ -346,13 +353,16 @@ static void fork_choices(r1d_engine *e, eng_seq *s0) {
 
 /* After a step: publish written blocks, sample every sequence that reached
  * the end of its known tokens. */
-static int process_outputs(r1d_engine *e) {
-  const int vocab = e->model->cfg.vocab_size;
+static void commit_step(r1d_engine *e) {
   for (int i = 0; i < e->n_b_seqs; i++) {
     eng_seq *s = e->b_seqs[i];
     r1d_kv_seq_commit(e->pool, &s->kv, s->tokens, s->kv.n_tokens);
-    if (!s->admitted) s->admitted = 1;
   }
+}
+
+static int process_outputs(r1d_engine *e) {
+  const int vocab = e->model->cfg.vocab_size;
+  commit_step(e);
   for (int i = 0; i < e->n_b_seqs; i++) {
     eng_seq *s = e->b_seqs[i];
     s->scheduled = 0;
@@ -372,6 +382,51 @@ static int process_outputs(r1d_engine *e) {
     }
     memcpy(e->row, row, (size_t)vocab * sizeof(float));
     sample_and_emit(e, s, e->row);
+  }
+  return 0;
+}
+
+/* Device sampling applies when every row to sample is a plain one (see
+ * r1d_sampler_device_ok) and no n-sample request forks this step (its
+ * choices draw from one logits row). */
+static int device_sampling_applies(r1d_engine *e) {
+  if (!e->device_sampling) return 0;
+  for (int i = 0; i < e->n_b_seqs; i++) {
+    eng_seq *s = e->b_seqs[i];
+    if (s->logit_row < 0) continue;
+    if (s->req->n > 1 && !s->req->forked) return 0;
+    if (!r1d_sampler_device_ok(s->sampler, s->req->params.n_top_logprobs))
+      return 0;
+  }
+  return 1;
+}
+
+static int step_device_sampling(r1d_engine *e, const r1d_batch *b,
+                                r1d_error *err) {
+  for (int i = 0; i < e->n_b_seqs; i++) {
+    eng_seq *s = e->b_seqs[i];
+    int j = s->logit_row;
+    if (j < 0) continue;
+    r1d_sampler_device_params(s->sampler, &e->sp_temp[j], &e->sp_top_k[j],
+                              &e->sp_top_p[j], &e->sp_min_p[j]);
+    e->sp_u[j] = r1d_sampler_next_uniform(s->sampler);
+  }
+  r1d_step_sampling sp = {.temperature = e->sp_temp,
+                          .top_p = e->sp_top_p,
+                          .min_p = e->sp_min_p,
+                          .u = e->sp_u,
+                          .top_k = e->sp_top_k};
+  int rc = r1d_runner_step_sample(e->runner, b, &sp, e->sp_tokens,
+                                  e->sp_logprobs, err);
+  if (rc) return rc;
+  e->steps++;
+  commit_step(e);
+  for (int i = 0; i < e->n_b_seqs; i++) {
+    eng_seq *s = e->b_seqs[i];
+    s->scheduled = 0;
+    if (s->logit_row < 0 || s->state != SEQ_RUNNING) continue;
+    emit_token(e, s, e->sp_tokens[s->logit_row], e->sp_logprobs[s->logit_row],
+               NULL, 0);
   }
   return 0;
 }
@@ -467,10 +522,14 @@ static void *engine_main(void *arg) {
     r1d_error err = {0};
     int rc = scheduler_plan(e, &batch);
     if (!rc && batch.n_tokens > 0) {
-      rc = r1d_runner_step(e->runner, &batch, e->logits, &err);
-      if (!rc) {
-        e->steps++;
-        rc = process_outputs(e);
+      if (device_sampling_applies(e)) {
+        rc = step_device_sampling(e, &batch, &err);
+      } else {
+        rc = r1d_runner_step(e->runner, &batch, e->logits, &err);
+        if (!rc) {
+          e->steps++;
+          rc = process_outputs(e);
+        }
       }
     }
     if (rc) {
@@ -549,6 +608,8 @@ int r1d_engine_create(const r1d_model *m, const r1d_backend *be,
   e->tok = tok;
   e->be = *be;
   e->weight_version = 1;
+  e->device_sampling = e->cfg.device_sampling < 0 ? !be->ops->host_memory
+                                                  : e->cfg.device_sampling;
   e->max_blocks_per_seq =
       (e->cfg.max_model_len + e->cfg.block_size - 1) / e->cfg.block_size;
   pthread_mutex_init(&e->mu, NULL);
@@ -578,6 +639,13 @@ int r1d_engine_create(const r1d_model *m, const r1d_backend *be,
     e->b_seqs = malloc(S * sizeof(eng_seq *));
     e->logits = malloc(S * vocab * sizeof(float));
     e->row = malloc(vocab * sizeof(float));
+    e->sp_temp = malloc(S * sizeof(float));
+    e->sp_top_p = malloc(S * sizeof(float));
+    e->sp_min_p = malloc(S * sizeof(float));
+    e->sp_u = malloc(S * sizeof(float));
+    e->sp_logprobs = malloc(S * sizeof(float));
+    e->sp_top_k = malloc(S * sizeof(int32_t));
+    e->sp_tokens = malloc(S * sizeof(int32_t));
     if (!e->b_ids || !e->b_pos || !e->b_q_seq || !e->b_slots || !e->b_tables ||
         !e->b_logit_rows || !e->b_copies || !e->b_seqs || !e->logits || !e->row)
       rc = r1d_fail(err, R1D_ENOMEM, "engine: out of memory");
@@ -628,6 +696,13 @@ void r1d_engine_destroy(r1d_engine *e) {
   free(e->b_seqs);
   free(e->logits);
   free(e->row);
+  free(e->sp_temp);
+  free(e->sp_top_p);
+  free(e->sp_min_p);
+  free(e->sp_u);
+  free(e->sp_logprobs);
+  free(e->sp_top_k);
+  free(e->sp_tokens);
   pthread_mutex_destroy(&e->mu);
   pthread_cond_destroy(&e->work_cv);
   pthread_cond_destroy(&e->idle_cv);

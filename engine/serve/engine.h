@@ -52,6 +52,10 @@ typedef struct r1d_engine_config {
   int prefix_cache;     /* 1: reuse KV blocks of equal prompt prefixes */
   int max_waiting;      /* requests queued but not running; 0: unlimited.
                            Beyond it submit fails with R1D_EBUSY */
+  int device_sampling;  /* draw tokens with the backend's sample op when the
+                           request allows it (no penalties, bias or top
+                           logprobs): -1 auto (when the backend's memory is
+                           not the host's), 0 never, 1 always */
 } r1d_engine_config;
 
 void r1d_engine_config_default(r1d_engine_config *c);
@@ -108,7 +112,8 @@ typedef struct r1d_engine_stats {
   int failed; /* 1 after a backend failure: every request is refused */
 } r1d_engine_stats;
 
-/* Starts the engine thread. The model and tokenizer must outlive the engine;
+/* Starts the engine thread. The model and tokenizer must outlive the engine
+ * (tok may be NULL: events then carry ids and no text, for benchmarks);
  * the backend is used by the engine thread only. Fails with R1D_EINVAL when
  * the limits are inconsistent (e.g. the pool cannot hold one sequence of
  * max_model_len tokens) and R1D_ENOMEM when the pool does not fit. */

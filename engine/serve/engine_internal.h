@@ -104,6 +104,10 @@ struct r1d_engine {
   int n_b_seqs;
   float *logits; /* [max_num_seqs, vocab] */
   float *row;    /* [vocab] a sampler's private copy of a logits row */
+  int device_sampling;
+  /* device sampling, [max_num_seqs] per logits row */
+  float *sp_temp, *sp_top_p, *sp_min_p, *sp_u, *sp_logprobs;
+  int32_t *sp_top_k, *sp_tokens;
 };
 
 /* urgency order: lower is served first */

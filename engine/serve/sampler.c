@@ -476,3 +476,24 @@ int32_t r1d_sampler_sample(r1d_sampler *s, float *logits, float *logprob,
   record(s, id);
   return id;
 }
+
+/* ---- sampling on a device ---- */
+
+int r1d_sampler_device_ok(const r1d_sampler *s, int n_top) {
+  const r1d_sampling_params *p = &s->p;
+  return n_top == 0 && p->n_logit_bias == 0 && p->presence_penalty == 0.0f &&
+         p->frequency_penalty == 0.0f && p->repetition_penalty == 1.0f;
+}
+
+void r1d_sampler_device_params(const r1d_sampler *s, float *temperature,
+                               int32_t *top_k, float *top_p, float *min_p) {
+  *temperature = s->greedy ? 0.0f : s->p.temperature;
+  *top_k = s->p.top_k > 0 ? s->p.top_k : 0;
+  *top_p = s->p.top_p;
+  *min_p = s->p.min_p;
+}
+
+float r1d_sampler_next_uniform(r1d_sampler *s) {
+  float u = (float)r1d_rng_uniform(&s->rng);
+  return u < 1.0f ? u : 0.99999994f; /* a double just below 1 rounds up */
+}

@@ -62,4 +62,14 @@ typedef struct r1d_top_logprob {
 int32_t r1d_sampler_sample(r1d_sampler *s, float *logits, float *logprob,
                            r1d_top_logprob *top, int n_top);
 
+/* Device sampling (the backend's `sample` op): 1 when this sampler needs
+ * nothing but temperature, top-k, top-p and min-p (no bias, no penalties,
+ * no top logprobs), so a backend can draw the token given one uniform from
+ * this sampler's RNG. Seeded draws then differ from the host path's (another
+ * algorithm) but are reproducible on that backend. */
+int r1d_sampler_device_ok(const r1d_sampler *s, int n_top);
+void r1d_sampler_device_params(const r1d_sampler *s, float *temperature,
+                               int32_t *top_k, float *top_p, float *min_p);
+float r1d_sampler_next_uniform(r1d_sampler *s);
+
 #endif

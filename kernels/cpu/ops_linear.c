@@ -15,8 +15,9 @@
  * Register tiles of RM x RN dot products (llamafile's tinyBLAS does the same)
  * reuse each loaded vector RN or RM times; the edge tiles run the identical
  * per-element sequence, so tiling never changes a result. Threads split the
- * weight rows (n), never k. This file is compiled with -ffp-contract=fast so
+ * weight rows (n), never k; x is walked in L2-sized row blocks. This file is compiled with -ffp-contract=fast so
  * x*w+acc becomes one fma; that too is the same in every tile. */
+#include <omp.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -112,17 +113,31 @@ void r1d_cpu_linear(void *ctx, int m, int n, int k, const float *x,
   const float *w = wv; /* fp32: the CPU's weight format */
   if (m <= 0 || n <= 0) return;
   int n_tiles = (n + RN - 1) / RN;
-  /* Each thread owns whole weight-row tiles and walks every x row against
-   * them, so a tile of w is read from memory once per call. */
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < n_tiles; t++) {
-    int j0 = t * RN, nj = n - j0 < RN ? n - j0 : RN;
-    const float *wt = w + (size_t)j0 * k;
-    int i0 = 0;
-    for (; nj == RN && i0 + RM <= m; i0 += RM)
-      tile_full(k, x + (size_t)i0 * k, wt, beta, y + (size_t)i0 * n + j0, n);
-    if (i0 < m)
-      tile_edge(m - i0, nj, k, x + (size_t)i0 * k, wt, beta,
-                y + (size_t)i0 * n + j0, n);
+  /* Rows of x are taken in blocks of about 512 KiB, which stay in L2 while
+   * every weight tile of this thread passes over them; without this a long
+   * prefill re-read all of x from L3 once per weight tile. */
+  int rows_per_block = (int)((512u * 1024u) / ((size_t)k * sizeof(float)));
+  rows_per_block = rows_per_block / RM * RM;
+  if (rows_per_block < RM) rows_per_block = RM;
+#pragma omp parallel
+  {
+    /* each thread owns a fixed range of weight-row tiles */
+    int nt = omp_get_num_threads(), me = omp_get_thread_num();
+    int t0 = (int)((long)n_tiles * me / nt);
+    int t1 = (int)((long)n_tiles * (me + 1) / nt);
+    for (int b0 = 0; b0 < m; b0 += rows_per_block) {
+      int b1 = b0 + rows_per_block < m ? b0 + rows_per_block : m;
+      for (int t = t0; t < t1; t++) {
+        int j0 = t * RN, nj = n - j0 < RN ? n - j0 : RN;
+        const float *wt = w + (size_t)j0 * k;
+        int i0 = b0;
+        for (; nj == RN && i0 + RM <= b1; i0 += RM)
+          tile_full(k, x + (size_t)i0 * k, wt, beta, y + (size_t)i0 * n + j0,
+                    n);
+        if (i0 < b1)
+          tile_edge(b1 - i0, nj, k, x + (size_t)i0 * k, wt, beta,
+                    y + (size_t)i0 * n + j0, n);
+      }
+    }
   }
 }

@@ -42,9 +42,9 @@ typedef struct att_args {
   const float *q, *k_cache, *v_cache;
   float *out;
   int n_heads, n_kv_heads, head_dim;
-  int start;               /* contiguous: query i sits at start + i */
-  const int32_t *q_seq;    /* paged: sequence of query i */
-  const int32_t *q_pos;    /* paged: position of query i */
+  int start;                   /* contiguous: query i sits at start + i */
+  const int32_t *q_seq;        /* paged: sequence of query i */
+  const int32_t *q_pos;        /* paged: position of query i */
   const int32_t *block_tables; /* paged: [n_seqs, max_blocks] */
   int max_blocks, block_size;
 } att_args;
@@ -93,8 +93,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args a) {
     for (int p = warp; p < len; p += ATT_WARPS) {
       int64_t row = p;
       if (PAGED)
-        row = (int64_t)bt[p / a.block_size] * a.block_size +
-              p % a.block_size;
+        row = (int64_t)bt[p / a.block_size] * a.block_size + p % a.block_size;
       const float *kr = kbase + (size_t)row * kv_stride;
       const float *vr = vbase + (size_t)row * kv_stride;
       float kv[ATT_PER_LANE], vv[ATT_PER_LANE];

@@ -101,10 +101,10 @@ static int cu_upload(void *ctx, void *dst, const void *src, size_t bytes) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (r1d_cu_enter(c)) return R1D_EBACKEND;
   if (bytes == 0) return 0;
-  if (r1d_cu_check(c,
-                   cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
-                                   c->stream),
-                   "upload: cudaMemcpyAsync") ||
+  if (r1d_cu_check(
+          c,
+          cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream),
+          "upload: cudaMemcpyAsync") ||
       r1d_cu_check(c, cudaStreamSynchronize(c->stream), "upload: sync"))
     return R1D_EBACKEND;
   return 0;
@@ -114,10 +114,10 @@ static int cu_download(void *ctx, void *dst, const void *src, size_t bytes) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (r1d_cu_enter(c)) return R1D_EBACKEND;
   if (bytes > 0 &&
-      r1d_cu_check(c,
-                   cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost,
-                                   c->stream),
-                   "download: cudaMemcpyAsync"))
+      r1d_cu_check(
+          c,
+          cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
+          "download: cudaMemcpyAsync"))
     return R1D_EBACKEND;
   if (r1d_cu_check(c, cudaStreamSynchronize(c->stream), "download: sync"))
     return R1D_EBACKEND;
@@ -127,10 +127,9 @@ static int cu_download(void *ctx, void *dst, const void *src, size_t bytes) {
 static void cu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (r1d_cu_enter(c) || bytes == 0) return;
-  r1d_cu_check(c,
-               cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
-                               c->stream),
-               "copy: cudaMemcpyAsync");
+  r1d_cu_check(
+      c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream),
+      "copy: cudaMemcpyAsync");
 }
 
 static int cu_sync(void *ctx) {

@@ -15,14 +15,18 @@
 
 /* x[m,n] += bias[n] */
 __global__ void k_add_bias(size_t total, int n, const float *bias, float *x) {
-  GRID_STRIDE(i, total) { x[i] += bias[i % (size_t)n]; }
+  GRID_STRIDE(i, total) {
+    x[i] += bias[i % (size_t)n];
+  }
 }
 
 /* out[i] = a[i] + b[i]; each element reads only its own index, so out may
  * alias a or b */
 __global__ void k_add(size_t total, const float *a, const float *b,
                       float *out) {
-  GRID_STRIDE(i, total) { out[i] = a[i] + b[i]; }
+  GRID_STRIDE(i, total) {
+    out[i] = a[i] + b[i];
+  }
 }
 
 /* out[i] = silu(gate[i]) * up[i] in the CPU's order: (g * sig) * up, with
@@ -58,8 +62,8 @@ __global__ void k_gather_rows(size_t total, int dim, const int32_t *rows,
 /* k_cache[slots[i],:] = k[i,:], v_cache[slots[i],:] = v[i,:]; k, v
  * [n, kv_dim]; a negative slot skips the row */
 __global__ void k_kv_write(size_t total, int kv_dim, const float *k,
-                           const float *v, const int64_t *slots,
-                           float *k_cache, float *v_cache) {
+                           const float *v, const int64_t *slots, float *k_cache,
+                           float *v_cache) {
   GRID_STRIDE(i, total) {
     size_t row = i / (size_t)kv_dim, d = i % (size_t)kv_dim;
     int64_t slot = slots[row];
@@ -92,8 +96,8 @@ void r1d_cu_swiglu(void *ctx, size_t n, const float *gate, const float *up,
                    float *out) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (n == 0 || r1d_cu_enter(c)) return;
-  k_swiglu<<<r1d_cu_blocks(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
-      n, gate, up, out);
+  k_swiglu<<<r1d_cu_blocks(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(n, gate,
+                                                                       up, out);
   r1d_cu_launched(c, "swiglu");
 }
 
@@ -112,8 +116,8 @@ void r1d_cu_gather_rows(void *ctx, int n, int dim, const int32_t *rows,
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   size_t total = (size_t)(n > 0 ? n : 0) * (size_t)(dim > 0 ? dim : 0);
   if (total == 0 || r1d_cu_enter(c)) return;
-  k_gather_rows<<<r1d_cu_blocks(total, EW_THREADS), EW_THREADS, 0,
-                  c->stream>>>(total, dim, rows, x, out);
+  k_gather_rows<<<r1d_cu_blocks(total, EW_THREADS), EW_THREADS, 0, c->stream>>>(
+      total, dim, rows, x, out);
   r1d_cu_launched(c, "gather_rows");
 }
 

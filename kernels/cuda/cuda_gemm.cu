@@ -34,8 +34,10 @@ __global__ void k_to_bf16(size_t n, const float *x, __nv_bfloat16 *out) {
     out[i] = __float2bfloat16_rn(x[i]);
 }
 
-/* n fp32 host values -> a new bf16 device buffer. Converted on the host in
- * chunks (no device staging, no host copy of the whole tensor). */
+/* n fp32 host values -> a new bf16 device buffer. The fp32 values go up in
+ * chunks through the scratch buffer and are rounded on the device: host-side
+ * rounding of a 7B model took longer than the copy. The stream is ordered,
+ * so each chunk's copy waits for the previous chunk's conversion. */
 void *r1d_cu_weight_upload(void *ctx, const float *src, size_t n) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (r1d_cu_enter(c)) return NULL;
@@ -45,32 +47,30 @@ void *r1d_cu_weight_upload(void *ctx, const float *src, size_t n) {
     (void)cudaGetLastError(); /* out of memory: the caller's to report */
     return NULL;
   }
-  const size_t CHUNK = (size_t)1 << 22;
-  __nv_bfloat16 *buf = (__nv_bfloat16 *)malloc(
-      sizeof(__nv_bfloat16) * (n < CHUNK ? (n ? n : 1) : CHUNK));
-  if (!buf) {
-    cudaFree(dst);
-    return NULL;
-  }
+  const size_t CHUNK = (size_t)1 << 22; /* floats: 16 MiB of staging */
+  float *stage = (float *)r1d_cu_scratch(
+      c, sizeof(float) * (n < CHUNK ? (n ? n : 1) : CHUNK));
+  if (!stage) goto fail;
   for (size_t off = 0; off < n; off += CHUNK) {
     size_t len = n - off < CHUNK ? n - off : CHUNK;
-    for (size_t i = 0; i < len; i++)
-      buf[i] = __float2bfloat16_rn(src[off + i]);
-    /* synchronous on the stream: buf is rewritten by the next chunk */
     if (r1d_cu_check(c,
-                     cudaMemcpyAsync(dst + off, buf,
-                                     len * sizeof(__nv_bfloat16),
+                     cudaMemcpyAsync(stage, src + off, len * sizeof(float),
                                      cudaMemcpyHostToDevice, c->stream),
-                     "weight_upload: cudaMemcpyAsync") ||
-        r1d_cu_check(c, cudaStreamSynchronize(c->stream),
-                     "weight_upload: sync")) {
-      free(buf);
-      cudaFree(dst);
-      return NULL;
-    }
+                     "weight_upload: cudaMemcpyAsync"))
+      goto fail;
+    k_to_bf16<<<r1d_cu_blocks(len, 256), 256, 0, c->stream>>>(len, stage,
+                                                              dst + off);
+    r1d_cu_launched(c, "weight_upload: to_bf16");
   }
-  free(buf);
+  /* the caller may free src (and read the weights) once we return */
+  if (r1d_cu_check(c, cudaStreamSynchronize(c->stream),
+                   "weight_upload: sync") ||
+      c->failed)
+    goto fail;
   return dst;
+fail:
+  cudaFree(dst);
+  return NULL;
 }
 
 /* ---- fp32: matmul_nt ---- */
@@ -82,13 +82,12 @@ void r1d_cu_matmul_nt(void *ctx, int m, int n, int k, const float *a,
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (m <= 0 || n <= 0 || r1d_cu_enter(c)) return;
   const float alpha = 1.0f;
-  r1d_cu_check_blas(c,
-                    cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k,
-                                 &alpha, b, CUDA_R_32F, k, a, CUDA_R_32F, k,
-                                 &beta, c_out, CUDA_R_32F, n,
-                                 CUBLAS_COMPUTE_32F_PEDANTIC,
-                                 CUBLAS_GEMM_DEFAULT),
-                    "matmul_nt: cublasGemmEx");
+  r1d_cu_check_blas(
+      c,
+      cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, b,
+                   CUDA_R_32F, k, a, CUDA_R_32F, k, &beta, c_out, CUDA_R_32F, n,
+                   CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT),
+      "matmul_nt: cublasGemmEx");
 }
 
 /* ---- bf16: linear ---- */
@@ -116,8 +115,8 @@ static void shape_prepare(r1d_cuda_ctx *c, r1d_cuda_gemm_shape *s) {
       cublasLtMatmulDescSetAttribute(s->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
                                      sizeof tb) != CUBLAS_STATUS_SUCCESS)
     goto done;
-  if (cublasLtMatrixLayoutCreate(&s->w_layout, CUDA_R_16BF, s->k, s->n,
-                                 s->k) != CUBLAS_STATUS_SUCCESS ||
+  if (cublasLtMatrixLayoutCreate(&s->w_layout, CUDA_R_16BF, s->k, s->n, s->k) !=
+          CUBLAS_STATUS_SUCCESS ||
       cublasLtMatrixLayoutCreate(&xl, CUDA_R_16BF, s->k, GEMM_REF_M, s->k) !=
           CUBLAS_STATUS_SUCCESS ||
       cublasLtMatrixLayoutCreate(&yl, CUDA_R_32F, s->n, GEMM_REF_M, s->n) !=
@@ -138,8 +137,8 @@ static void shape_prepare(r1d_cuda_ctx *c, r1d_cuda_gemm_shape *s) {
   cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align);
   if (cublasLtMatmulAlgoGetHeuristic(c->lt, s->desc, s->w_layout, xl, yl, yl,
-                                     pref, 8, res, &nres) !=
-      CUBLAS_STATUS_SUCCESS)
+                                     pref, 8, res,
+                                     &nres) != CUBLAS_STATUS_SUCCESS)
     goto done;
   for (int i = 0; i < nres && !s->usable; i++) {
     if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;

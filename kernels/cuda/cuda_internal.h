@@ -45,7 +45,7 @@ typedef struct r1d_cuda_ctx {
   cublasLtHandle_t lt;
   void *lt_ws; /* cuBLASLt workspace */
   size_t lt_ws_bytes;
-  void *scratch; /* bf16 copy of linear's activations */
+  void *scratch; /* linear: bf16 activations; weight_upload: fp32 staging */
   size_t scratch_bytes;
   int n_shapes;
   r1d_cuda_gemm_shape shapes[R1D_CUDA_GEMM_SHAPES];

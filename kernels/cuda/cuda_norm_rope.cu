@@ -58,7 +58,8 @@ void r1d_cu_rmsnorm(void *ctx, int n, int dim, const float *x, const float *w,
 void r1d_cu_rope(void *ctx, int n, int n_heads, int head_dim,
                  const int32_t *pos, const float *inv_freq, float *x) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
-  size_t total = (size_t)(n > 0 ? n : 0) * (size_t)(head_dim / 2 > 0 ? head_dim / 2 : 0);
+  size_t total =
+      (size_t)(n > 0 ? n : 0) * (size_t)(head_dim / 2 > 0 ? head_dim / 2 : 0);
   if (total == 0 || n_heads <= 0 || r1d_cu_enter(c)) return;
   k_rope<<<r1d_cu_blocks(total, ROPE_THREADS), ROPE_THREADS, 0, c->stream>>>(
       total, n_heads, head_dim, pos, inv_freq, x);

@@ -39,6 +39,8 @@
 
 #define ROW_THREADS 1024
 #define MASS_ONE 17592186044416.0f /* 2^44: weight 1 in fixed point */
+/* masses of a row add up to at most vocab * 2^44, which must fit 64 bits */
+#define SAMPLE_MAX_VOCAB (1 << 20)
 
 typedef unsigned long long u64;
 
@@ -96,8 +98,8 @@ __device__ int row_argmax_lse(const float *x, int vocab, float *lse,
 }
 
 /* Total mass of the keys >= lo. */
-__device__ u64 row_mass(const float *x, int vocab, float lmax, float t,
-                        u64 lo, row_shared &sh) {
+__device__ u64 row_mass(const float *x, int vocab, float lmax, float t, u64 lo,
+                        row_shared &sh) {
   u64 acc = 0;
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
     float w = s_weight(x[i], lmax, t);
@@ -131,8 +133,8 @@ __device__ u64 block_select(const float *x, int vocab, float lmax, float t,
        * order; the lane whose mass interval holds `need` walks its 8 */
       int lane = threadIdx.x;
       u64 own = 0;
-      for (int t = 0; t < 8; t++)
-        own += sh.hist[255 - 8 * lane - t];
+      for (int j = 0; j < 8; j++)
+        own += sh.hist[255 - 8 * lane - j];
       u64 incl = own;
       for (int off = 1; off < 32; off <<= 1) {
         u64 o = __shfl_up_sync(R1D_FULL_MASK, incl, off);
@@ -147,7 +149,7 @@ __device__ u64 block_select(const float *x, int vocab, float lmax, float t,
       if (above + excl < need && need <= above + incl) {
         u64 acc = above + excl;
         int b = 255 - 8 * lane;
-        for (int t = 0; t < 8; t++, b--) {
+        for (int j = 0; j < 8; j++, b--) {
           if (acc + sh.hist[b] >= need) break;
           acc += sh.hist[b];
         }
@@ -194,7 +196,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
     if (tp < 1.0f) {
       u64 total = row_mass(x, vocab, lmax, t, lo, sh);
       double want = ceil((double)tp * (double)total);
-      u64 need = !(want >= 1.0) ? 1ull
+      u64 need = !(want >= 1.0)          ? 1ull
                  : want >= (double)total ? total
                                          : (u64)want;
       lo = block_select(x, vocab, lmax, t, lo, 1, need, sh);
@@ -208,9 +210,9 @@ __global__ void __launch_bounds__(ROW_THREADS)
     u64 kept = row_mass(x, vocab, lmax, t, lo, sh);
     if (kept > 0) {
       double target = (double)u[row] * (double)kept;
-      u64 need = !(target >= 0.0)           ? 1ull
-                 : target >= (double)kept    ? kept
-                                             : (u64)target + 1;
+      u64 need = !(target >= 0.0)         ? 1ull
+                 : target >= (double)kept ? kept
+                                          : (u64)target + 1;
       if (need > kept) need = kept;
       u64 key = block_select(x, vocab, lmax, t, lo, 1, need, sh);
       tok = (int)(~(uint32_t)(key & 0xffffffffull));
@@ -235,6 +237,10 @@ void r1d_cu_sample(void *ctx, int n, int vocab, const float *logits,
                    int32_t *token, float *logprob) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (n <= 0 || vocab <= 0 || r1d_cu_enter(c)) return;
+  if (vocab >= SAMPLE_MAX_VOCAB) {
+    r1d_cu_fail(c, "sample", "vocab of 2^20 tokens or more is unsupported");
+    return;
+  }
   k_sample<<<(unsigned)n, ROW_THREADS, 0, c->stream>>>(
       vocab, logits, temperature, top_k, top_p, min_p, u, token, logprob);
   r1d_cu_launched(c, "sample");

@@ -17,6 +17,7 @@
 
 #include <cmocka.h> /* after the four headers it needs */
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,11 +121,14 @@ static int teardown(void **state) {
   return 0;
 }
 
+static int device_sampling = -1; /* engine config for the next make_engine */
+
 static r1d_engine *make_engine(fixture *f, int n_blocks, int max_seqs,
                                int max_tokens, int prefix_cache,
                                int max_model_len) {
   r1d_engine_config cfg;
   r1d_engine_config_default(&cfg);
+  cfg.device_sampling = device_sampling;
   cfg.n_blocks = n_blocks;
   cfg.max_num_seqs = max_seqs;
   cfg.max_batch_tokens = max_tokens;
@@ -431,6 +435,41 @@ static void test_bad_requests_refused(void **state) {
   assert_non_null(strstr(err.msg, "cannot hold one sequence"));
 }
 
+/* The backend's sample op (forced on for the CPU backend) picks the same
+ * greedy tokens as the host sampler, with logprobs within float rounding,
+ * and seeded draws repeat. */
+static void test_device_sampling(void **state) {
+  fixture *f = *state;
+  workload w;
+  make_workload(&w, 4, 21);
+  static req_out host[4], dev[4], dev_t[4], dev_t2[4];
+  memset(host, 0, sizeof host);
+  memset(dev, 0, sizeof dev);
+  memset(dev_t, 0, sizeof dev_t);
+  memset(dev_t2, 0, sizeof dev_t2);
+  req_out *runs[4] = {host, dev, dev_t, dev_t2};
+  for (int run = 0; run < 4; run++) {
+    device_sampling = run == 0 ? 0 : 1;
+    r1d_engine *e = make_engine(f, 0, 8, 64, 1, 256);
+    float temp = run >= 2 ? 0.8f : 0.0f;
+    for (int i = 0; i < w.n; i++)
+      submit(e, w.prompts[i], w.lens[i], w.max_tokens[i], temp, w.seeds[i], 1,
+             R1D_PRIORITY_INTERACTIVE, &runs[run][i], NULL);
+    r1d_engine_wait_idle(e);
+    r1d_engine_destroy(e);
+  }
+  device_sampling = -1;
+  for (int i = 0; i < w.n; i++) {
+    assert_int_equal(host[i].c[0].n, dev[i].c[0].n);
+    assert_memory_equal(host[i].c[0].ids, dev[i].c[0].ids,
+                        (size_t)host[i].c[0].n * sizeof(int32_t));
+    for (int t = 0; t < host[i].c[0].n; t++)
+      assert_true(fabsf(host[i].c[0].logprobs[t] - dev[i].c[0].logprobs[t]) <
+                  1e-5f);
+    assert_same_choice(&dev_t[i].c[0], &dev_t2[i].c[0]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_concurrent_greedy),
@@ -441,6 +480,7 @@ int main(void) {
       cmocka_unit_test(test_priority_overtakes_background),
       cmocka_unit_test(test_cancel_frees_blocks),
       cmocka_unit_test(test_bad_requests_refused),
+      cmocka_unit_test(test_device_sampling),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -954,10 +954,12 @@ enum {
   SM_GREEDY,     /* temperature 0 */
   SM_TOP_K1,     /* top_k = 1 at temperature 1 */
   SM_TINY_P,     /* top_p = 1e-6 */
-  SM_MIN_P,      /* min_p keeping the 4 largest */
+  SM_MIN_P,      /* min_p keeping the 4 largest; draw the 4th */
   SM_PLAIN,      /* no filter, temperature 0.7 */
   SM_TOP_K3_TIE, /* top_k = 3, the 2nd and 3rd tied; draw the 3rd */
-  SM_K_AND_P,    /* top_k = 5 then top_p keeping 4 of them */
+  SM_K_AND_P,    /* T = 2, top_k = 5, then top_p keeping 4 of them (of the
+                    * 5's mass: of the whole vocabulary's it would keep 5);
+                    * draw the 4th */
   SM_TOP_K50,    /* top_k = 50 (the tail is random logits) */
   SM_GREEDY_TIE, /* temperature 0, two tokens share the max */
   SM_P_AND_MINP, /* top_p keeping 5, a mild min_p */
@@ -1025,10 +1027,10 @@ static sample_row make_sample_row(rng *r, int mode, int vocab, float *x,
   case SM_GREEDY: s.t = 0.0f; break;
   case SM_TOP_K1: s.top_k = 1; break;
   case SM_TINY_P: s.t = 0.8f, s.top_p = 1e-6f; break;
-  case SM_MIN_P: target = rng_int(r, 4); break;
+  case SM_MIN_P: target = 3; break;
   case SM_PLAIN: s.t = 0.7f, target = rng_int(r, N_PEAKS); break;
   case SM_TOP_K3_TIE: s.t = 1.3f, s.top_k = 3, target = 2; break;
-  case SM_K_AND_P: s.top_k = 5, target = 3; break;
+  case SM_K_AND_P: s.t = 2.0f, s.top_k = 5, target = 3; break;
   case SM_TOP_K50: s.top_k = 50, target = rng_int(r, N_PEAKS); break;
   case SM_GREEDY_TIE:
     s.t = 0.0f;
@@ -1065,11 +1067,11 @@ static void run_sample(const op_case *c, rng *r, suite *st) {
   size_t len = (size_t)n * vocab;
   float *x = xmalloc(len * sizeof(float));
   ref_cand *cand = xmalloc((size_t)vocab * sizeof(ref_cand));
-  float *t = xmalloc((size_t)n * sizeof(float)), *tp = xmalloc((size_t)n * 4);
-  float *mp = xmalloc((size_t)n * 4), *u = xmalloc((size_t)n * 4);
-  int32_t *tk = xmalloc((size_t)n * 4), *want = xmalloc((size_t)n * 4);
-  int32_t *tok = xmalloc((size_t)n * 4);
-  float *lp = xmalloc((size_t)n * 4), *nan = nan_vec((size_t)n);
+  /* per-row values are all 4 bytes (float or int32_t) */
+  size_t rb = (size_t)n * 4;
+  float *t = xmalloc(rb), *tp = xmalloc(rb), *mp = xmalloc(rb);
+  float *u = xmalloc(rb), *lp = xmalloc(rb), *nan = nan_vec((size_t)n);
+  int32_t *tk = xmalloc(rb), *want = xmalloc(rb), *tok = xmalloc(rb);
   double *ref = xmalloc((size_t)n * sizeof(double));
   for (int i = 0; i < n; i++) {
     float *row = x + (size_t)i * vocab;
@@ -1083,7 +1085,6 @@ static void run_sample(const op_case *c, rng *r, suite *st) {
   for (int b = 0; b < st->n; b++) {
     const r1d_backend *be = &st->b[b].be;
     const char *bn = st->b[b].name;
-    size_t rb = (size_t)n * 4;
     float *dx = dev_put(be, x, len * sizeof(float));
     float *dt = dev_put(be, t, rb), *dtp = dev_put(be, tp, rb);
     float *dmp = dev_put(be, mp, rb), *du = dev_put(be, u, rb);
@@ -1151,6 +1152,10 @@ static void check_table_complete(const backend_slot *b) {
                        (const void *)o->paged_attention,
                        (const void *)o->logsumexp,
                        (const void *)o->sample};
+  if (!b->is_cuda) { /* the CPU: host buffers, fp32 weights */
+    assert_int_equal(o->host_memory, 1);
+    assert_int_equal(o->weight_format, R1D_WEIGHT_F32);
+  }
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
     if (!fns[i]) {
       print_error("backend %s: ops table entry %zu is NULL\n", b->name, i);
@@ -1282,8 +1287,8 @@ static void test_paged_batch_invariance(void **state) {
                              ps.heads, ps.kvh, ps.hd, ps.q + i * qrow, kc, vc,
                              alone + i * qrow);
   /* reversed batch: queries and metadata in the opposite order */
-  int32_t *seq_r = xmalloc((size_t)ps.n_q * 4),
-          *pos_r = xmalloc((size_t)ps.n_q * 4);
+  int32_t *seq_r = xmalloc((size_t)ps.n_q * sizeof(int32_t));
+  int32_t *pos_r = xmalloc((size_t)ps.n_q * sizeof(int32_t));
   float *q_r = xmalloc(qn * sizeof(float));
   for (int i = 0; i < ps.n_q; i++) {
     int j = ps.n_q - 1 - i;
