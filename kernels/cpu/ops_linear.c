@@ -27,8 +27,12 @@
 #define VW 16 /* floats per vector */
 #define RM 4  /* x rows per tile */
 #define RN 4  /* w rows per tile */
-#else
+#elif defined(__AVX__)
 #define VW 8
+#define RM 2
+#define RN 4
+#else /* SSE2, NEON: 16-byte vectors */
+#define VW 4
 #define RM 2
 #define RN 4
 #endif

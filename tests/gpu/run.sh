@@ -1,0 +1,64 @@
+#!/bin/sh
+# tests/gpu/run.sh - the GPU check in one go: build with CUDA, run the CUDA
+# backend test and the table-driven op test on the GPU (every op against the
+# CPU reference), then the engine benchmark on a Qwen2-1.5B-shaped random
+# model (bf16 weights on the device), and print a short table.
+#
+#   tests/gpu/run.sh                 build in build-gpu (needs the Debian
+#                                    -dev packages of the README), then run
+#   tests/gpu/run.sh --prebuilt DIR  run binaries built elsewhere: DIR holds
+#                                    tests/, bench/ and lib/ (the shared
+#                                    libraries they need), as made by
+#                                    tests/gpu/bundle.sh on a build machine
+#
+# Environment: CONC (default "1,8,64,256"), PROMPT (1024), GEN (256).
+# Exit status: 0 all passed, 77 no GPU (nothing run), 1 a check failed.
+set -u
+cd "$(dirname "$0")/../.."
+CONC=${CONC:-1,8,64,256}
+PROMPT=${PROMPT:-1024}
+GEN=${GEN:-256}
+
+if [ "${1:-}" = "--prebuilt" ]; then
+  DIR=$2
+  export LD_LIBRARY_PATH="$DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  DIR=build-gpu
+  export PATH="$PATH:/usr/local/cuda/bin"
+  if [ ! -f "$DIR/build.ninja" ]; then
+    meson setup "$DIR" -Dcuda=enabled -Dnative=false >/dev/null || exit 1
+  fi
+  ninja -C "$DIR" tests/test_cuda_backend tests/test_backend_ops \
+    bench/bench_engine >/dev/null || exit 1
+fi
+export R1D_SOURCE_ROOT="$PWD" R1D_SHARED="$PWD/../shared"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+status=0
+run_check() { # name, command...
+  name=$1
+  shift
+  "$@" >"/tmp/r1d-gpu-$name.log" 2>&1
+  rc=$?
+  case $rc in
+  0) echo "PASS  $name" ;;
+  77) echo "SKIP  $name (no GPU)"; [ $status -eq 0 ] && status=77 ;;
+  *) echo "FAIL  $name (exit $rc)"; tail -30 "/tmp/r1d-gpu-$name.log"; status=1 ;;
+  esac
+  return $rc
+}
+
+run_check cuda_backend "$DIR/tests/test_cuda_backend"
+R1D_OPS_BACKEND=cuda run_check backend_ops "$DIR/tests/test_backend_ops"
+# the per-op lines of the table test (backend, error, tolerance)
+grep -E "cuda" /tmp/r1d-gpu-backend_ops.log | grep -E "PASS|FAIL" | head -100
+if [ $status -eq 77 ]; then
+  echo "no usable GPU: op tests and benchmark skipped"
+  exit 77
+fi
+
+echo
+echo "## engine benchmark: Qwen2-1.5B shape, random bf16 weights, $PROMPT in / $GEN out"
+"$DIR/bench/bench_engine" --backend cuda --shape qwen2-1.5b --prompt "$PROMPT" \
+  --gen "$GEN" --conc "$CONC" || status=1
+exit $status
