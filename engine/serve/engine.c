@@ -111,12 +111,6 @@ static int validate(r1d_engine *e, const r1d_engine_request *q,
                     "prompt has %d tokens; the context is %d tokens (the "
                     "prompt must leave room for at least one new token)",
                     q->n_prompt, e->cfg.max_model_len);
-  if (p->max_tokens <= 0)
-    return r1d_fail(err, R1D_EINVAL, "max_tokens must be > 0, got %d",
-                    p->max_tokens);
-  if (p->n_top_logprobs < 0 || p->n_top_logprobs > R1D_GEN_MAX_TOP)
-    return r1d_fail(err, R1D_EINVAL, "top_logprobs must be in [0, %d], got %d",
-                    R1D_GEN_MAX_TOP, p->n_top_logprobs);
   if (q->n < 1 || q->n > R1D_ENGINE_MAX_N || q->n > e->cfg.max_num_seqs)
     return r1d_fail(err, R1D_EINVAL,
                     "n must be in [1, %d] (max_num_seqs %d), got %d",
@@ -130,10 +124,7 @@ static int validate(r1d_engine *e, const r1d_engine_request *q,
                     "weight version %llu is not loaded (live: %llu)",
                     (unsigned long long)q->weight_version,
                     (unsigned long long)e->weight_version);
-  if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop) || p->n_stop_ids < 0 ||
-      (p->n_stop_ids > 0 && !p->stop_ids))
-    return r1d_fail(err, R1D_EINVAL, "stop: count without an array");
-  return r1d_sampling_params_validate(&p->sampling, vocab, err);
+  return r1d_gen_params_validate(p, vocab, err);
 }
 
 int r1d_engine_submit(r1d_engine *e, const r1d_engine_request *q, uint64_t *id,
@@ -574,6 +565,8 @@ static int resolve_config(const r1d_model *m, const r1d_engine_config *in,
             (size_t)((len + c->block_size - 1) / c->block_size) * block_bytes;
     }
     size_t n = mem / block_bytes;
+    /* by default, at least one sequence of max_model_len always fits */
+    if (c->kv_memory == 0 && n < (size_t)per_seq) n = (size_t)per_seq;
     if (n > (size_t)INT32_MAX / (size_t)c->block_size)
       n = (size_t)INT32_MAX / (size_t)c->block_size;
     c->n_blocks = (int)n;

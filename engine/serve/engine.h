@@ -43,8 +43,10 @@ typedef struct r1d_engine_config {
   int block_size;       /* token slots per KV block (16) */
   int n_blocks;         /* KV pool size; 0: from kv_memory */
   size_t kv_memory;     /* bytes for the KV pool when n_blocks is 0; 0: room
-                           for max_num_seqs sequences of 1024 tokens, capped
-                           to max_model_len */
+                           for max_num_seqs sequences of min(1024,
+                           max_model_len) tokens, and at least for one of
+                           max_model_len (fp32 K and V: 8 * layers *
+                           kv_heads * head_dim bytes per token) */
   int max_num_seqs;     /* sequences running at once (64) */
   int max_batch_tokens; /* token budget of one step (512) */
   int max_model_len;    /* prompt + output cap; 0: the model's

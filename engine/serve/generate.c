@@ -22,6 +22,23 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+int r1d_gen_params_validate(const r1d_gen_params *p, int vocab,
+                            r1d_error *err) {
+  if (p->max_tokens <= 0)
+    return r1d_fail(err, R1D_EINVAL, "max_tokens must be > 0, got %d",
+                    p->max_tokens);
+  if (p->n_top_logprobs < 0 || p->n_top_logprobs > R1D_GEN_MAX_TOP)
+    return r1d_fail(err, R1D_EINVAL, "top_logprobs must be in [0, %d], got %d",
+                    R1D_GEN_MAX_TOP, p->n_top_logprobs);
+  if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop) || p->n_stop_ids < 0 ||
+      (p->n_stop_ids > 0 && !p->stop_ids))
+    return r1d_fail(err, R1D_EINVAL, "stop: a count without an array");
+  for (int i = 0; i < p->n_stop; i++)
+    if (!p->stop[i] || !p->stop[i][0])
+      return r1d_fail(err, R1D_EINVAL, "stop string %d is empty", i);
+  return r1d_sampling_params_validate(&p->sampling, vocab, err);
+}
+
 static int is_stop_id(const r1d_model *m, const r1d_gen_params *p, int32_t id) {
   if (!p->ignore_eos)
     for (int i = 0; i < m->cfg.n_eos; i++)
@@ -38,13 +55,7 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
   const int vocab = m->cfg.vocab_size;
   if (n_prompt == 0)
     return r1d_fail(err, R1D_EINVAL, "prompt is empty (no tokens)");
-  if (p->max_tokens <= 0)
-    return r1d_fail(err, R1D_EINVAL, "max_tokens must be > 0, got %d",
-                    p->max_tokens);
-  if (p->n_top_logprobs < 0 || p->n_top_logprobs > R1D_GEN_MAX_TOP)
-    return r1d_fail(err, R1D_EINVAL, "top_logprobs must be in [0, %d], got %d",
-                    R1D_GEN_MAX_TOP, p->n_top_logprobs);
-  int rc = r1d_sampling_params_validate(&p->sampling, vocab, err);
+  int rc = r1d_gen_params_validate(p, vocab, err);
   if (rc) return rc;
   const int max_ctx = m->cfg.max_position_embeddings;
   if (n_prompt >= (size_t)max_ctx)

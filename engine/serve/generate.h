@@ -62,6 +62,10 @@ typedef struct r1d_gen_result {
   double decode_seconds;
 } r1d_gen_result;
 
+/* R1D_EINVAL naming the field: max_tokens > 0, top_logprobs in
+ * [0, R1D_GEN_MAX_TOP], stop arrays present and non-empty, sampling. */
+int r1d_gen_params_validate(const r1d_gen_params *p, int vocab, r1d_error *err);
+
 /* Validates params (R1D_EINVAL naming the field), then generates. The prompt
  * plus max_tokens is capped by the model's max_position_embeddings; a prompt
  * that alone exceeds it fails with R1D_ERANGE. */

@@ -1,8 +1,10 @@
 /* scheduler.c - what runs in the next step (continuous batching).
  *
  * Each step has a token budget (max_batch_tokens) and a sequence cap
- * (max_num_seqs). The plan fills it in three passes, each in urgency order
- * (priority, then arrival, then choice index):
+ * (max_num_seqs). First, waiting interactive work preempts running
+ * background work that holds the seats or blocks it needs (pass 0). Then the
+ * plan fills the step in three passes, each in urgency order (priority, then
+ * arrival, then choice index):
  *   1. running sequences that need one token (decode first, so streaming
  *      latency does not depend on how many prompts are arriving);
  *   2. running sequences in the middle of a chunked prefill;
@@ -189,10 +191,47 @@ static int plan_waiting(r1d_engine *e, plan *p) {
   return 0;
 }
 
+/* The least urgent running sequence whose priority class is worse than
+ * `prio`, or NULL. */
+static eng_seq *worse_priority_victim(r1d_engine *e, r1d_priority prio) {
+  eng_seq *v = e->running.tail;
+  return v && v->req->priority > prio ? v : NULL;
+}
+
+/* Pass 0: an interactive request must not wait behind background work that
+ * holds the sequence seats or the blocks. Waiting sequences of a better
+ * priority class than some running one preempt the least urgent of those
+ * until they would fit (an estimate: their first chunk without prefix
+ * hits). Sequences of the same class never preempt each other here, so
+ * equals do not thrash. */
+static void preempt_for_priority(r1d_engine *e) {
+  int seats_left = e->cfg.max_num_seqs - e->running.n;
+  int blocks_left = r1d_kv_pool_available(e->pool);
+  int bs = e->cfg.block_size;
+  for (eng_seq *s = e->waiting.head; s; s = s->next) {
+    if (!worse_priority_victim(e, s->req->priority)) return;
+    int seats = (s->req->n > 1 && !s->req->forked) ? s->req->n : 1;
+    int chunk = s->n_tokens < e->cfg.max_batch_tokens ? s->n_tokens
+                                                      : e->cfg.max_batch_tokens;
+    int blocks = (chunk + bs - 1) / bs + 1;
+    while (seats > seats_left || blocks > blocks_left) {
+      eng_seq *v = worse_priority_victim(e, s->req->priority);
+      if (!v) return;
+      blocks_left -= r1d_kv_pool_available(e->pool);
+      scheduler_preempt(e, v);
+      blocks_left += r1d_kv_pool_available(e->pool);
+      seats_left++;
+    }
+    seats_left -= seats;
+    blocks_left -= blocks;
+  }
+}
+
 int scheduler_plan(r1d_engine *e, r1d_batch *b) {
   memset(b, 0, sizeof *b);
   e->n_b_seqs = 0;
   plan p = {.b = b, .budget = e->cfg.max_batch_tokens, .n_copies = 0};
+  preempt_for_priority(e);
   int rc = plan_running(e, &p, 1);
   if (!rc) rc = plan_running(e, &p, 0);
   if (!rc) rc = plan_waiting(e, &p);

@@ -349,6 +349,39 @@ static void test_priority_overtakes_background(void **state) {
   r1d_engine_destroy(e);
 }
 
+/* With every seat taken by background work, an interactive request preempts
+ * it instead of waiting; the background request later resumes and still
+ * produces exactly what it produces alone. */
+static void test_interactive_preempts_background(void **state) {
+  fixture *f = *state;
+  int32_t prompt[12] = {70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81};
+  static req_out bg, fg, bg_alone;
+  memset(&bg, 0, sizeof bg);
+  memset(&fg, 0, sizeof fg);
+  memset(&bg_alone, 0, sizeof bg_alone);
+  int counter = 0;
+  bg.counter = fg.counter = &counter;
+  r1d_engine *e = make_engine(f, 0, 1, 16, 1, 256);
+  submit(e, prompt, 12, 200, 0.0f, 1, 1, R1D_PRIORITY_BACKGROUND, &bg, NULL);
+  /* wait until the background request is decoding */
+  for (int i = 0;
+       i < 10000 && __atomic_load_n(&bg.c[0].n, __ATOMIC_ACQUIRE) < 3; i++)
+    usleep(1000);
+  submit(e, prompt, 5, 10, 0.0f, 1, 1, R1D_PRIORITY_INTERACTIVE, &fg, NULL);
+  r1d_engine_wait_idle(e);
+  assert_int_equal(fg.order, 1);
+  assert_int_equal(bg.order, 2);
+  assert_int_equal(bg.c[0].n, 200);
+  r1d_engine_stats st;
+  r1d_engine_stats_get(e, &st);
+  assert_true(st.preemptions >= 1);
+  submit(e, prompt, 12, 200, 0.0f, 1, 1, R1D_PRIORITY_BACKGROUND, &bg_alone,
+         NULL);
+  r1d_engine_wait_idle(e);
+  assert_same_choice(&bg.c[0], &bg_alone.c[0]);
+  r1d_engine_destroy(e);
+}
+
 static void test_cancel_frees_blocks(void **state) {
   fixture *f = *state;
   int32_t prompt[50];
@@ -478,6 +511,7 @@ int main(void) {
       cmocka_unit_test(test_prefix_cache_hit_same_output),
       cmocka_unit_test(test_n_samples_share_prompt_blocks),
       cmocka_unit_test(test_priority_overtakes_background),
+      cmocka_unit_test(test_interactive_preempts_background),
       cmocka_unit_test(test_cancel_frees_blocks),
       cmocka_unit_test(test_bad_requests_refused),
       cmocka_unit_test(test_device_sampling),
