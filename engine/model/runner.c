@@ -43,11 +43,13 @@ struct r1d_runner {
   float *x, *h, *q, *k, *v, *att, *gate, *up;
   float *sel, *sel_norm, *logits; /* [max_seqs, hidden | vocab] */
   /* device copies of the metadata (unused on host-memory backends) */
-  int32_t *d_ids, *d_pos, *d_q_seq, *d_tables, *d_logit_rows;
-  int64_t *d_slots;
-  /* device sampling: per-row parameters in, tokens and logprobs out */
-  float *d_temp, *d_top_p, *d_min_p, *d_u, *d_logprobs;
-  int32_t *d_top_k, *d_tokens;
+  /* A step's metadata (and sampling parameters) is packed into one host
+   * staging buffer and sent with one upload; tokens and logprobs come back
+   * with one download. Each transfer waits on the device, so on a GPU their
+   * count is host overhead per step. */
+  unsigned char *h_meta, *d_meta;
+  size_t meta_cap;
+  unsigned char *h_out, *d_out; /* [max_seqs] tokens then logprobs */
 };
 
 size_t r1d_runner_block_bytes(const r1d_config *cfg, int block_size) {
@@ -180,26 +182,15 @@ static int alloc_buffers(r1d_runner *r, r1d_error *err) {
   int ok = r->x && r->h && r->q && r->k && r->v && r->att && r->gate && r->up &&
            r->sel && r->sel_norm && r->logits;
   if (ok && !r->be.ops->host_memory) {
-    r->d_ids = dev_alloc(r, T * sizeof(int32_t));
-    r->d_pos = dev_alloc(r, T * sizeof(int32_t));
-    r->d_q_seq = dev_alloc(r, T * sizeof(int32_t));
-    r->d_slots = dev_alloc(r, T * sizeof(int64_t));
-    r->d_tables =
-        dev_alloc(r, S * (size_t)L->max_blocks_per_seq * sizeof(int32_t));
-    r->d_logit_rows = dev_alloc(r, S * sizeof(int32_t));
-    ok = r->d_ids && r->d_pos && r->d_q_seq && r->d_slots && r->d_tables &&
-         r->d_logit_rows;
-  }
-  if (ok) {
-    r->d_temp = dev_alloc(r, S * sizeof(float));
-    r->d_top_p = dev_alloc(r, S * sizeof(float));
-    r->d_min_p = dev_alloc(r, S * sizeof(float));
-    r->d_u = dev_alloc(r, S * sizeof(float));
-    r->d_logprobs = dev_alloc(r, S * sizeof(float));
-    r->d_top_k = dev_alloc(r, S * sizeof(int32_t));
-    r->d_tokens = dev_alloc(r, S * sizeof(int32_t));
-    ok = r->d_temp && r->d_top_p && r->d_min_p && r->d_u && r->d_logprobs &&
-         r->d_top_k && r->d_tokens;
+    /* slots, 4 int32 arrays of tokens, tables, 4 floats + 1 int per row */
+    r->meta_cap = T * (sizeof(int64_t) + 3 * sizeof(int32_t)) +
+                  S * (size_t)L->max_blocks_per_seq * sizeof(int32_t) +
+                  S * 6 * sizeof(int32_t);
+    r->d_meta = dev_alloc(r, r->meta_cap);
+    r->d_out = dev_alloc(r, S * 2 * sizeof(int32_t));
+    r->h_meta = malloc(r->meta_cap);
+    r->h_out = malloc(S * 2 * sizeof(int32_t));
+    ok = r->d_meta && r->d_out && r->h_meta && r->h_out;
   }
   if (!ok)
     return r1d_fail(err, R1D_ENOMEM,
@@ -242,6 +233,8 @@ void r1d_runner_destroy(r1d_runner *r) {
   for (int i = 0; i < r->n_allocs; i++)
     r->be.ops->free(r->be.ctx, r->allocs[i]);
   free(r->allocs);
+  free(r->h_meta);
+  free(r->h_out);
   free(r->layers);
   free(r->k_cache);
   free(r->v_cache);
@@ -280,34 +273,60 @@ static int check_batch(const r1d_runner *r, const r1d_batch *b,
   return 0;
 }
 
-/* The step's metadata where the kernels can read it. */
+/* The step's metadata (and sampling parameters) where the kernels can read
+ * it. */
 typedef struct step_meta {
   const int32_t *ids, *pos, *q_seq, *tables, *logit_rows;
   const int64_t *slots;
+  const float *temperature, *top_p, *min_p, *u;
+  const int32_t *top_k;
 } step_meta;
 
-static int upload_meta(r1d_runner *r, const r1d_batch *b, step_meta *s) {
+/* Appends n bytes of src to the staging buffer at *off and returns where
+ * they will be on the device. */
+static const void *stage(r1d_runner *r, size_t *off, const void *src,
+                         size_t n) {
+  memcpy(r->h_meta + *off, src, n);
+  const void *dev = r->d_meta + *off;
+  *off += n;
+  return dev;
+}
+
+static int upload_meta(r1d_runner *r, const r1d_batch *b,
+                       const r1d_step_sampling *sp, step_meta *s) {
   const r1d_backend_ops *ops = r->be.ops;
   if (ops->host_memory) {
-    *s = (step_meta){b->ids,          b->pos,        b->q_seq,
-                     b->block_tables, b->logit_rows, b->slots};
+    *s = (step_meta){.ids = b->ids,
+                     .pos = b->pos,
+                     .q_seq = b->q_seq,
+                     .tables = b->block_tables,
+                     .logit_rows = b->logit_rows,
+                     .slots = b->slots};
+    if (sp) {
+      s->temperature = sp->temperature;
+      s->top_p = sp->top_p;
+      s->min_p = sp->min_p;
+      s->u = sp->u;
+      s->top_k = sp->top_k;
+    }
     return 0;
   }
-  size_t t = (size_t)b->n_tokens;
+  size_t t = (size_t)b->n_tokens, l = (size_t)b->n_logits, off = 0;
   size_t tables = (size_t)b->n_seqs * (size_t)r->lim.max_blocks_per_seq;
-  void *c = r->be.ctx;
-  int rc = ops->upload(c, r->d_ids, b->ids, t * sizeof(int32_t));
-  if (!rc) rc = ops->upload(c, r->d_pos, b->pos, t * sizeof(int32_t));
-  if (!rc) rc = ops->upload(c, r->d_q_seq, b->q_seq, t * sizeof(int32_t));
-  if (!rc) rc = ops->upload(c, r->d_slots, b->slots, t * sizeof(int64_t));
-  if (!rc)
-    rc = ops->upload(c, r->d_tables, b->block_tables, tables * sizeof(int32_t));
-  if (!rc && b->n_logits)
-    rc = ops->upload(c, r->d_logit_rows, b->logit_rows,
-                     (size_t)b->n_logits * sizeof(int32_t));
-  *s = (step_meta){r->d_ids,    r->d_pos,        r->d_q_seq,
-                   r->d_tables, r->d_logit_rows, r->d_slots};
-  return rc;
+  s->slots = stage(r, &off, b->slots, t * sizeof(int64_t)); /* 8-aligned */
+  s->ids = stage(r, &off, b->ids, t * sizeof(int32_t));
+  s->pos = stage(r, &off, b->pos, t * sizeof(int32_t));
+  s->q_seq = stage(r, &off, b->q_seq, t * sizeof(int32_t));
+  s->tables = stage(r, &off, b->block_tables, tables * sizeof(int32_t));
+  s->logit_rows = stage(r, &off, b->logit_rows, l * sizeof(int32_t));
+  if (sp) {
+    s->temperature = stage(r, &off, sp->temperature, l * sizeof(float));
+    s->top_p = stage(r, &off, sp->top_p, l * sizeof(float));
+    s->min_p = stage(r, &off, sp->min_p, l * sizeof(float));
+    s->u = stage(r, &off, sp->u, l * sizeof(float));
+    s->top_k = stage(r, &off, sp->top_k, l * sizeof(int32_t));
+  }
+  return ops->upload(r->be.ctx, r->d_meta, r->h_meta, off);
 }
 
 static void copy_blocks(r1d_runner *r, const r1d_batch *b) {
@@ -363,23 +382,23 @@ static void layer_step(r1d_runner *r, int l, const r1d_batch *b,
 }
 
 /* Everything up to the logits, left in r->logits [n_logits, vocab]. */
-static int forward(r1d_runner *r, const r1d_batch *b, r1d_error *err) {
+static int forward(r1d_runner *r, const r1d_batch *b,
+                   const r1d_step_sampling *sp, step_meta *s, r1d_error *err) {
   const r1d_config *c = &r->m->cfg;
   const r1d_backend_ops *ops = r->be.ops;
   void *ctx = r->be.ctx;
   int rc = check_batch(r, b, err);
   if (rc) return rc;
-  step_meta s;
-  if (upload_meta(r, b, &s))
+  if (upload_meta(r, b, sp, s))
     return r1d_fail(err, R1D_EBACKEND, "runner: %s failed uploading a step",
                     ops->name);
   copy_blocks(r, b);
-  ops->embedding(ctx, b->n_tokens, s.ids, r->embed, c->hidden_size, r->x);
+  ops->embedding(ctx, b->n_tokens, s->ids, r->embed, c->hidden_size, r->x);
   for (int l = 0; l < c->num_layers; l++)
-    layer_step(r, l, b, &s);
+    layer_step(r, l, b, s);
   if (b->n_logits > 0) {
     int n = b->n_logits, hid = c->hidden_size;
-    ops->gather_rows(ctx, n, hid, s.logit_rows, r->x, r->sel);
+    ops->gather_rows(ctx, n, hid, s->logit_rows, r->x, r->sel);
     ops->rmsnorm(ctx, n, hid, r->sel, r->final_norm, c->rms_norm_eps,
                  r->sel_norm);
     ops->linear(ctx, n, c->vocab_size, hid, r->sel_norm, r->lm_head, 0.0f,
@@ -391,7 +410,8 @@ static int forward(r1d_runner *r, const r1d_batch *b, r1d_error *err) {
 int r1d_runner_step(r1d_runner *r, const r1d_batch *b, float *logits,
                     r1d_error *err) {
   const r1d_backend_ops *ops = r->be.ops;
-  int rc = forward(r, b, err);
+  step_meta s;
+  int rc = forward(r, b, NULL, &s, err);
   if (rc) return rc;
   size_t bytes =
       (size_t)b->n_logits * (size_t)r->m->cfg.vocab_size * sizeof(float);
@@ -407,24 +427,24 @@ int r1d_runner_step_sample(r1d_runner *r, const r1d_batch *b,
                            float *logprobs, r1d_error *err) {
   const r1d_backend_ops *ops = r->be.ops;
   void *ctx = r->be.ctx;
-  int rc = forward(r, b, err);
+  step_meta s;
+  int rc = forward(r, b, sp, &s, err);
   if (rc) return rc;
-  int n = b->n_logits;
-  if (n > 0) {
-    size_t f = (size_t)n * sizeof(float), i = (size_t)n * sizeof(int32_t);
-    if (ops->upload(ctx, r->d_temp, sp->temperature, f) ||
-        ops->upload(ctx, r->d_top_p, sp->top_p, f) ||
-        ops->upload(ctx, r->d_min_p, sp->min_p, f) ||
-        ops->upload(ctx, r->d_u, sp->u, f) ||
-        ops->upload(ctx, r->d_top_k, sp->top_k, i))
+  int n = b->n_logits, vocab = r->m->cfg.vocab_size;
+  if (n > 0 && ops->host_memory) {
+    ops->sample(ctx, n, vocab, r->logits, s.temperature, s.top_k, s.top_p,
+                s.min_p, s.u, tokens, logprobs);
+  } else if (n > 0) {
+    int32_t *d_tokens = (int32_t *)r->d_out;
+    float *d_logprobs = (float *)(r->d_out + (size_t)n * sizeof(int32_t));
+    ops->sample(ctx, n, vocab, r->logits, s.temperature, s.top_k, s.top_p,
+                s.min_p, s.u, d_tokens, d_logprobs);
+    if (ops->download(ctx, r->h_out, r->d_out, (size_t)n * 8))
       return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
                       ops->name);
-    ops->sample(ctx, n, r->m->cfg.vocab_size, r->logits, r->d_temp, r->d_top_k,
-                r->d_top_p, r->d_min_p, r->d_u, r->d_tokens, r->d_logprobs);
-    if (ops->download(ctx, tokens, r->d_tokens, i) ||
-        ops->download(ctx, logprobs, r->d_logprobs, f))
-      return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
-                      ops->name);
+    memcpy(tokens, r->h_out, (size_t)n * sizeof(int32_t));
+    memcpy(logprobs, r->h_out + (size_t)n * sizeof(int32_t),
+           (size_t)n * sizeof(float));
   }
   if (ops->sync(ctx))
     return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",

@@ -503,6 +503,54 @@ static void test_device_sampling(void **state) {
   }
 }
 
+/* The CPU kernels behind an ops table that claims device memory: the runner
+ * then uploads the weights, stages each step's metadata into one upload and
+ * samples on the "device", exactly the path a GPU takes. Outputs must equal
+ * the host-memory engine's with the same sampling path. */
+static void test_device_memory_path(void **state) {
+  fixture *f = *state;
+  static r1d_backend_ops as_device;
+  as_device = *f->be.ops;
+  as_device.name = "cpu-as-device";
+  as_device.host_memory = 0;
+  r1d_backend dev_be = {&as_device, NULL};
+  workload w;
+  make_workload(&w, 6, 33);
+  static req_out host[2][6], dev[2][6];
+  memset(host, 0, sizeof host);
+  memset(dev, 0, sizeof dev);
+  for (int run = 0; run < 2; run++) {
+    float temp = run ? 0.7f : 0.0f;
+    device_sampling = 1; /* same sampling op on both sides */
+    for (int side = 0; side < 2; side++) {
+      r1d_engine_config cfg;
+      r1d_engine_config_default(&cfg);
+      cfg.device_sampling = 1;
+      cfg.max_num_seqs = 8;
+      cfg.max_batch_tokens = 40;
+      cfg.n_blocks = 40; /* tight: preemption on the device path too */
+      cfg.max_model_len = 256;
+      r1d_engine *e = NULL;
+      r1d_error err = {0};
+      assert_int_equal(r1d_engine_create(f->model, side ? &dev_be : &f->be,
+                                         f->tok, &cfg, &e, &err),
+                       0);
+      for (int i = 0; i < w.n; i++)
+        submit(e, w.prompts[i], w.lens[i], w.max_tokens[i], temp, w.seeds[i], 1,
+               R1D_PRIORITY_INTERACTIVE, side ? &dev[run][i] : &host[run][i],
+               NULL);
+      r1d_engine_wait_idle(e);
+      assert_all_blocks_free(e);
+      r1d_engine_destroy(e);
+    }
+    device_sampling = -1;
+    for (int i = 0; i < w.n; i++) {
+      assert_int_equal(dev[run][i].c[0].n, w.max_tokens[i]);
+      assert_same_choice(&host[run][i].c[0], &dev[run][i].c[0]);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_concurrent_greedy),
@@ -515,6 +563,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_frees_blocks),
       cmocka_unit_test(test_bad_requests_refused),
       cmocka_unit_test(test_device_sampling),
+      cmocka_unit_test(test_device_memory_path),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
