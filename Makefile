@@ -17,7 +17,7 @@ MESON_OPTS ?=
 export PATH := $(PATH):/usr/local/cuda/bin
 CUDA       ?= $(if $(shell command -v nvcc),enabled,disabled)
 
-.PHONY: all deps build run test test-unit test-asan test-cli bench fixtures format clean
+.PHONY: all deps build run test test-unit test-asan test-cli bench gpu-check fixtures format clean
 
 all: build
 
@@ -72,6 +72,11 @@ bench: build $(REF_VENV)/.stamp
 	$(BUILD)/bench/bench_tokenizer --write-texts $(BUILD)/bench-texts
 	$(REF_VENV)/bin/python bench/bench_tokenizer_py.py $(BUILD)/bench-texts
 	$(REF_VENV)/bin/python bench/bench_model.py --r1d $(BUILD)/r1d --repeat 3
+	$(BUILD)/bench/bench_engine --shape small --threads 2 --prompt 256 --gen 64 --conc 1,8,32
+
+# The GPU check (tests/gpu/run.sh): op tests on the GPU, engine benchmark.
+gpu-check: build
+	./tests/gpu/run.sh
 
 # Reference fixtures: torch + transformers + tokenizers (CPU), only here.
 $(REF_VENV)/.stamp: tests/ref/requirements.txt

@@ -31,7 +31,11 @@ extern "C" {
 
 typedef struct r1d_cuda_gemm_shape {
   int n, k;
-  int usable; /* 0: no pinned algorithm, cublasGemmEx is used */
+  int usable; /* 0: no pinned algorithm, the fallback kernel is used */
+  /* pointer alignment (bytes) the pinned algorithm was chosen for: a
+   * function of (n, k) only, so that every row offset a caller can pass
+   * (y + i*n, w + j*k) qualifies and no row drops to another algorithm */
+  unsigned align_w, align_y;
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t w_layout;
   cublasLtMatmulAlgo_t algo;

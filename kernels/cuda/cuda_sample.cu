@@ -30,8 +30,9 @@
  * differ from it only where the two expf implementations round a weight
  * differently across a tie or a boundary, or where u lands within ~2^-44 of
  * a CDF step. Temperature <= 1e-5 (or NaN) or a row with a non-finite max:
- * the argmax. min_p above 1 acts as 1 (the top token stays). logprob is the
- * raw log_softmax at temperature 1 of the chosen token. */
+ * the argmax. min_p above 1 keeps the first token only, as on the CPU
+ * (whose prefix is never empty). logprob is the raw log_softmax at
+ * temperature 1 of the chosen token. */
 #include <math.h>
 
 #include "cuda_internal.h"
@@ -202,9 +203,12 @@ __global__ void __launch_bounds__(ROW_THREADS)
       lo = block_select(x, vocab, lmax, t, lo, 1, need, sh);
     }
     float mp = min_p[row];
-    if (mp > 0.0f) {
-      /* min_p > 1 would drop the top token too: keep w == 1 */
-      u64 lm = (u64)__float_as_uint(fminf(mp, 1.0f)) << 32;
+    if (mp > 1.0f) {
+      /* the CPU keeps its first token only (the prefix is at least 1 long):
+       * the largest key, not every token whose weight rounded to 1 */
+      lo = block_select(x, vocab, lmax, t, lo, 0, 1ull, sh);
+    } else if (mp > 0.0f) {
+      u64 lm = (u64)__float_as_uint(mp) << 32; /* w >= min_p * 1 */
       if (lm > lo) lo = lm;
     }
     u64 kept = row_mass(x, vocab, lmax, t, lo, sh);
