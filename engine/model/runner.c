@@ -293,7 +293,7 @@ static const void *stage(r1d_runner *r, size_t *off, const void *src,
 }
 
 static int upload_meta(r1d_runner *r, const r1d_batch *b,
-                       const r1d_step_sampling *sp, step_meta *s) {
+                       const r1d_step_sampling *sp, int n_sp, step_meta *s) {
   const r1d_backend_ops *ops = r->be.ops;
   if (ops->host_memory) {
     *s = (step_meta){.ids = b->ids,
@@ -320,11 +320,12 @@ static int upload_meta(r1d_runner *r, const r1d_batch *b,
   s->tables = stage(r, &off, b->block_tables, tables * sizeof(int32_t));
   s->logit_rows = stage(r, &off, b->logit_rows, l * sizeof(int32_t));
   if (sp) {
-    s->temperature = stage(r, &off, sp->temperature, l * sizeof(float));
-    s->top_p = stage(r, &off, sp->top_p, l * sizeof(float));
-    s->min_p = stage(r, &off, sp->min_p, l * sizeof(float));
-    s->u = stage(r, &off, sp->u, l * sizeof(float));
-    s->top_k = stage(r, &off, sp->top_k, l * sizeof(int32_t));
+    size_t ns = (size_t)n_sp;
+    s->temperature = stage(r, &off, sp->temperature, ns * sizeof(float));
+    s->top_p = stage(r, &off, sp->top_p, ns * sizeof(float));
+    s->min_p = stage(r, &off, sp->min_p, ns * sizeof(float));
+    s->u = stage(r, &off, sp->u, ns * sizeof(float));
+    s->top_k = stage(r, &off, sp->top_k, ns * sizeof(int32_t));
   }
   return ops->upload(r->be.ctx, r->d_meta, r->h_meta, off);
 }
@@ -383,13 +384,14 @@ static void layer_step(r1d_runner *r, int l, const r1d_batch *b,
 
 /* Everything up to the logits, left in r->logits [n_logits, vocab]. */
 static int forward(r1d_runner *r, const r1d_batch *b,
-                   const r1d_step_sampling *sp, step_meta *s, r1d_error *err) {
+                   const r1d_step_sampling *sp, int n_sp, step_meta *s,
+                   r1d_error *err) {
   const r1d_config *c = &r->m->cfg;
   const r1d_backend_ops *ops = r->be.ops;
   void *ctx = r->be.ctx;
   int rc = check_batch(r, b, err);
   if (rc) return rc;
-  if (upload_meta(r, b, sp, s))
+  if (upload_meta(r, b, sp, n_sp, s))
     return r1d_fail(err, R1D_EBACKEND, "runner: %s failed uploading a step",
                     ops->name);
   copy_blocks(r, b);
@@ -409,36 +411,36 @@ static int forward(r1d_runner *r, const r1d_batch *b,
 
 int r1d_runner_step(r1d_runner *r, const r1d_batch *b, float *logits,
                     r1d_error *err) {
-  const r1d_backend_ops *ops = r->be.ops;
-  step_meta s;
-  int rc = forward(r, b, NULL, &s, err);
-  if (rc) return rc;
-  size_t bytes =
-      (size_t)b->n_logits * (size_t)r->m->cfg.vocab_size * sizeof(float);
-  if ((bytes && ops->download(r->be.ctx, logits, r->logits, bytes)) ||
-      ops->sync(r->be.ctx))
-    return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
-                    ops->name);
-  return 0;
+  return r1d_runner_step_sample(r, b, b->n_logits, logits, NULL, NULL, NULL,
+                                err);
 }
 
-int r1d_runner_step_sample(r1d_runner *r, const r1d_batch *b,
-                           const r1d_step_sampling *sp, int32_t *tokens,
-                           float *logprobs, r1d_error *err) {
+int r1d_runner_step_sample(r1d_runner *r, const r1d_batch *b, int n_host,
+                           float *logits, const r1d_step_sampling *sp,
+                           int32_t *tokens, float *logprobs, r1d_error *err) {
   const r1d_backend_ops *ops = r->be.ops;
   void *ctx = r->be.ctx;
-  step_meta s;
-  int rc = forward(r, b, sp, &s, err);
+  int vocab = r->m->cfg.vocab_size;
+  if (n_host < 0 || n_host > b->n_logits || (n_host < b->n_logits && !sp))
+    return r1d_fail(err, R1D_EINVAL, "runner: %d host rows of %d logits rows",
+                    n_host, b->n_logits);
+  int n = b->n_logits - n_host; /* rows sampled on the backend */
+  step_meta s = {0};
+  int rc = forward(r, b, n ? sp : NULL, n, &s, err);
   if (rc) return rc;
-  int n = b->n_logits, vocab = r->m->cfg.vocab_size;
+  size_t bytes = (size_t)n_host * (size_t)vocab * sizeof(float);
+  if (bytes && ops->download(ctx, logits, r->logits, bytes))
+    return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
+                    ops->name);
+  const float *rows = r->logits + (size_t)n_host * vocab;
   if (n > 0 && ops->host_memory) {
-    ops->sample(ctx, n, vocab, r->logits, s.temperature, s.top_k, s.top_p,
-                s.min_p, s.u, tokens, logprobs);
+    ops->sample(ctx, n, vocab, rows, s.temperature, s.top_k, s.top_p, s.min_p,
+                s.u, tokens, logprobs);
   } else if (n > 0) {
     int32_t *d_tokens = (int32_t *)r->d_out;
     float *d_logprobs = (float *)(r->d_out + (size_t)n * sizeof(int32_t));
-    ops->sample(ctx, n, vocab, r->logits, s.temperature, s.top_k, s.top_p,
-                s.min_p, s.u, d_tokens, d_logprobs);
+    ops->sample(ctx, n, vocab, rows, s.temperature, s.top_k, s.top_p, s.min_p,
+                s.u, d_tokens, d_logprobs);
     if (ops->download(ctx, r->h_out, r->d_out, (size_t)n * 8))
       return r1d_fail(err, R1D_EBACKEND, "runner: %s failed during a step",
                       ops->name);

@@ -70,11 +70,14 @@ typedef struct r1d_step_sampling {
   const int32_t *top_k;
 } r1d_step_sampling;
 
-/* Runs one step and draws each logits row's token on the backend, so only
- * tokens and their logprobs cross to the host (on a GPU the logits of a big
- * batch are hundreds of MB). tokens and logprobs are host [n_logits]. */
-int r1d_runner_step_sample(r1d_runner *r, const r1d_batch *b,
-                           const r1d_step_sampling *sp, int32_t *tokens,
-                           float *logprobs, r1d_error *err);
+/* Runs one step; logits rows [0, n_host) go to host memory `logits`
+ * ([n_host, vocab]) for the caller to sample, rows [n_host, n_logits) are
+ * drawn on the backend with sp (arrays of n_logits - n_host entries), so only
+ * their tokens and logprobs cross to the host (on a GPU the logits of a big
+ * batch are hundreds of MB). tokens and logprobs are host arrays of
+ * n_logits - n_host entries. r1d_runner_step is n_host = n_logits. */
+int r1d_runner_step_sample(r1d_runner *r, const r1d_batch *b, int n_host,
+                           float *logits, const r1d_step_sampling *sp,
+                           int32_t *tokens, float *logprobs, r1d_error *err);
 
 #endif

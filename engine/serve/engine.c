@@ -164,9 +164,9 @@ int r1d_engine_submit(r1d_engine *e, const r1d_engine_request *q, uint64_t *id,
     rc = r1d_fail(err, R1D_ESTATE, "engine: %s",
                   e->failed ? e->fail_msg : "shutting down");
   } else if (e->cfg.max_waiting > 0 &&
-             e->n_waiting_shared >= e->cfg.max_waiting) {
+             e->n_waiting_new + e->n_inbox >= e->cfg.max_waiting) {
     rc = r1d_fail(err, R1D_EBUSY, "engine: %d requests already waiting",
-                  e->n_waiting_shared);
+                  e->n_waiting_new + e->n_inbox);
   }
   if (rc) {
     pthread_mutex_unlock(&e->mu);
@@ -184,7 +184,10 @@ int r1d_engine_submit(r1d_engine *e, const r1d_engine_request *q, uint64_t *id,
     e->inbox_head = r;
   e->inbox_tail = r;
   e->n_requests++;
-  e->n_waiting_shared++;
+  e->n_inbox++;
+  /* counted in the published stats at once, so r1d_engine_wait_idle waits
+   * for the step that finishes it to publish */
+  e->stats.requests++;
   if (id) *id = r->id;
   pthread_cond_signal(&e->work_cv);
   pthread_mutex_unlock(&e->mu);
@@ -351,13 +354,57 @@ static void commit_step(r1d_engine *e) {
   }
 }
 
-static int process_outputs(r1d_engine *e) {
+/* Whether s's tokens are drawn by the backend's sample op. Decided per
+ * request, never per step, so a request samples the same way whatever it
+ * shares a step with; the first token of an n-sample request (all choices
+ * from one logits row) is always drawn on the host. */
+static int samples_on_device(const r1d_engine *e, const eng_seq *s) {
+  const eng_req *r = s->req;
+  if (!e->device_sampling || (r->n > 1 && !r->forked)) return 0;
+  return r1d_sampler_device_ok(s->sampler, r->params.n_top_logprobs);
+}
+
+/* Runs the planned step: logits rows of host-sampled sequences first (their
+ * logits come to the host), then device-sampled ones (only their tokens come
+ * back); then publishes written blocks and streams every new token. */
+static int run_step(r1d_engine *e, r1d_batch *b, r1d_error *err) {
   const int vocab = e->model->cfg.vocab_size;
+  int n_host = 0, n_dev = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < e->n_b_seqs; i++) {
+      eng_seq *s = e->b_seqs[i];
+      if (s->logit_row < 0 || samples_on_device(e, s) != pass) continue;
+      int j = pass ? n_host + n_dev++ : n_host++;
+      e->b_rows2[j] = e->b_logit_rows[s->logit_row];
+      s->logit_row = j;
+      if (pass) {
+        int k = j - n_host;
+        r1d_sampler_device_params(s->sampler, &e->sp_temp[k], &e->sp_top_k[k],
+                                  &e->sp_top_p[k], &e->sp_min_p[k]);
+        e->sp_u[k] = r1d_sampler_next_uniform(s->sampler);
+      }
+    }
+  memcpy(e->b_logit_rows, e->b_rows2,
+         (size_t)(n_host + n_dev) * sizeof(int32_t));
+  r1d_step_sampling sp = {.temperature = e->sp_temp,
+                          .top_p = e->sp_top_p,
+                          .min_p = e->sp_min_p,
+                          .u = e->sp_u,
+                          .top_k = e->sp_top_k};
+  int rc = r1d_runner_step_sample(e->runner, b, n_host, e->logits, &sp,
+                                  e->sp_tokens, e->sp_logprobs, err);
+  if (rc) return rc;
+  e->steps++;
   commit_step(e);
   for (int i = 0; i < e->n_b_seqs; i++) {
     eng_seq *s = e->b_seqs[i];
     s->scheduled = 0;
     if (s->logit_row < 0 || s->state != SEQ_RUNNING) continue;
+    if (s->logit_row >= n_host) {
+      int k = s->logit_row - n_host;
+      emit_token(e, s, e->sp_tokens[k], e->sp_logprobs[k], NULL, 0);
+      continue;
+    }
     const float *row = e->logits + (size_t)s->logit_row * vocab;
     eng_req *r = s->req;
     if (r->n > 1 && !r->forked && s->index == 0) {
@@ -373,51 +420,6 @@ static int process_outputs(r1d_engine *e) {
     }
     memcpy(e->row, row, (size_t)vocab * sizeof(float));
     sample_and_emit(e, s, e->row);
-  }
-  return 0;
-}
-
-/* Device sampling applies when every row to sample is a plain one (see
- * r1d_sampler_device_ok) and no n-sample request forks this step (its
- * choices draw from one logits row). */
-static int device_sampling_applies(r1d_engine *e) {
-  if (!e->device_sampling) return 0;
-  for (int i = 0; i < e->n_b_seqs; i++) {
-    eng_seq *s = e->b_seqs[i];
-    if (s->logit_row < 0) continue;
-    if (s->req->n > 1 && !s->req->forked) return 0;
-    if (!r1d_sampler_device_ok(s->sampler, s->req->params.n_top_logprobs))
-      return 0;
-  }
-  return 1;
-}
-
-static int step_device_sampling(r1d_engine *e, const r1d_batch *b,
-                                r1d_error *err) {
-  for (int i = 0; i < e->n_b_seqs; i++) {
-    eng_seq *s = e->b_seqs[i];
-    int j = s->logit_row;
-    if (j < 0) continue;
-    r1d_sampler_device_params(s->sampler, &e->sp_temp[j], &e->sp_top_k[j],
-                              &e->sp_top_p[j], &e->sp_min_p[j]);
-    e->sp_u[j] = r1d_sampler_next_uniform(s->sampler);
-  }
-  r1d_step_sampling sp = {.temperature = e->sp_temp,
-                          .top_p = e->sp_top_p,
-                          .min_p = e->sp_min_p,
-                          .u = e->sp_u,
-                          .top_k = e->sp_top_k};
-  int rc = r1d_runner_step_sample(e->runner, b, &sp, e->sp_tokens,
-                                  e->sp_logprobs, err);
-  if (rc) return rc;
-  e->steps++;
-  commit_step(e);
-  for (int i = 0; i < e->n_b_seqs; i++) {
-    eng_seq *s = e->b_seqs[i];
-    s->scheduled = 0;
-    if (s->logit_row < 0 || s->state != SEQ_RUNNING) continue;
-    emit_token(e, s, e->sp_tokens[s->logit_row], e->sp_logprobs[s->logit_row],
-               NULL, 0);
   }
   return 0;
 }
@@ -461,7 +463,9 @@ static void publish_stats(r1d_engine *e) {
   st->generated_tokens = e->generated_tokens;
   st->weight_version = e->weight_version;
   st->failed = e->failed;
-  e->n_waiting_shared = e->waiting.n;
+  e->n_waiting_new = 0; /* never admitted: new requests, not preempted */
+  for (eng_seq *s = e->waiting.head; s; s = s->next)
+    if (!s->admitted) e->n_waiting_new++;
   pthread_cond_broadcast(&e->idle_cv); /* wait_idle wants fresh stats */
   pthread_mutex_unlock(&e->mu);
 }
@@ -479,6 +483,8 @@ static int take_inbox(r1d_engine *e) {
   }
   eng_req *in = e->inbox_head;
   e->inbox_head = e->inbox_tail = NULL;
+  e->n_waiting_new += e->n_inbox; /* until the next publish recounts */
+  e->n_inbox = 0;
   /* collect cancelled requests; they stay on the active list until done */
   eng_req *cancelled[64];
   int n_cancelled = 0;
@@ -512,17 +518,7 @@ static void *engine_main(void *arg) {
     if (take_inbox(e)) break;
     r1d_error err = {0};
     int rc = scheduler_plan(e, &batch);
-    if (!rc && batch.n_tokens > 0) {
-      if (device_sampling_applies(e)) {
-        rc = step_device_sampling(e, &batch, &err);
-      } else {
-        rc = r1d_runner_step(e->runner, &batch, e->logits, &err);
-        if (!rc) {
-          e->steps++;
-          rc = process_outputs(e);
-        }
-      }
-    }
+    if (!rc && batch.n_tokens > 0) rc = run_step(e, &batch, &err);
     if (rc) {
       if (!err.msg[0])
         r1d_fail(&err, rc, "engine: step failed (%s)", r1d_strerror(rc));
@@ -628,6 +624,7 @@ int r1d_engine_create(const r1d_model *m, const r1d_backend *be,
     e->b_slots = malloc(T * sizeof(int64_t));
     e->b_tables = calloc(S * (size_t)e->max_blocks_per_seq, sizeof(int32_t));
     e->b_logit_rows = malloc(S * sizeof(int32_t));
+    e->b_rows2 = malloc(S * sizeof(int32_t));
     e->b_copies = malloc(2 * S * sizeof(int32_t));
     e->b_seqs = malloc(S * sizeof(eng_seq *));
     e->logits = malloc(S * vocab * sizeof(float));
@@ -640,7 +637,8 @@ int r1d_engine_create(const r1d_model *m, const r1d_backend *be,
     e->sp_top_k = malloc(S * sizeof(int32_t));
     e->sp_tokens = malloc(S * sizeof(int32_t));
     if (!e->b_ids || !e->b_pos || !e->b_q_seq || !e->b_slots || !e->b_tables ||
-        !e->b_logit_rows || !e->b_copies || !e->b_seqs || !e->logits || !e->row)
+        !e->b_logit_rows || !e->b_rows2 || !e->b_copies || !e->b_seqs ||
+        !e->logits || !e->row)
       rc = r1d_fail(err, R1D_ENOMEM, "engine: out of memory");
   }
   if (!rc && pthread_create(&e->thread, NULL, engine_main, e))
@@ -685,6 +683,7 @@ void r1d_engine_destroy(r1d_engine *e) {
   free(e->b_slots);
   free(e->b_tables);
   free(e->b_logit_rows);
+  free(e->b_rows2);
   free(e->b_copies);
   free(e->b_seqs);
   free(e->logits);

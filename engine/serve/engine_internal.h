@@ -89,7 +89,8 @@ struct r1d_engine {
   eng_req *inbox_head, *inbox_tail;
   int n_cancel_pending;
   int n_requests;
-  int n_waiting_shared; /* waiting sequences, for max_waiting */
+  int n_inbox;       /* submitted, not yet taken by the engine thread */
+  int n_waiting_new; /* taken, never admitted (for max_waiting) */
   r1d_engine_stats stats;
 
   /* ---- engine thread only ---- */
@@ -99,6 +100,7 @@ struct r1d_engine {
   uint64_t preemptions, steps, prompt_tokens, generated_tokens;
   /* step arrays, sized by the limits */
   int32_t *b_ids, *b_pos, *b_q_seq, *b_tables, *b_logit_rows, *b_copies;
+  int32_t *b_rows2; /* logits rows reordered: host-sampled, then device */
   int64_t *b_slots;
   eng_seq **b_seqs; /* scheduled sequences of the step */
   int n_b_seqs;

@@ -82,6 +82,15 @@ static eng_seq *pick_victim(r1d_engine *e, const eng_seq *s) {
   return NULL;
 }
 
+/* Seats taken: running sequences, plus the choices an n-sample request will
+ * fork into once its prompt is done (they hold a seat from admission on). */
+static int seats_used(const r1d_engine *e) {
+  int used = e->running.n;
+  for (const eng_seq *s = e->running.head; s; s = s->next)
+    if (s->req->n > 1 && !s->req->forked) used += s->req->n - 1;
+  return used;
+}
+
 typedef struct plan {
   r1d_batch *b;
   int budget; /* tokens left */
@@ -168,7 +177,8 @@ static int plan_waiting(r1d_engine *e, plan *p) {
     if (p->budget == 0 || e->n_b_seqs == e->cfg.max_num_seqs) break;
     /* an n-sample request will fork into n running sequences */
     int seats = (s->req->n > 1 && !s->req->forked) ? s->req->n : 1;
-    if (e->running.n > 0 && e->running.n + seats > e->cfg.max_num_seqs) break;
+    int used = seats_used(e);
+    if (used > 0 && used + seats > e->cfg.max_num_seqs) break;
     int hit = r1d_kv_seq_match_prefix(e->pool, &s->kv, s->tokens, s->n_tokens);
     int pending = s->n_tokens - hit;
     int chunk = pending < p->budget ? pending : p->budget;
@@ -205,7 +215,7 @@ static eng_seq *worse_priority_victim(r1d_engine *e, r1d_priority prio) {
  * hits). Sequences of the same class never preempt each other here, so
  * equals do not thrash. */
 static void preempt_for_priority(r1d_engine *e) {
-  int seats_left = e->cfg.max_num_seqs - e->running.n;
+  int seats_left = e->cfg.max_num_seqs - seats_used(e);
   int blocks_left = r1d_kv_pool_available(e->pool);
   int bs = e->cfg.block_size;
   for (eng_seq *s = e->waiting.head; s; s = s->next) {
@@ -217,10 +227,11 @@ static void preempt_for_priority(r1d_engine *e) {
     while (seats > seats_left || blocks > blocks_left) {
       eng_seq *v = worse_priority_victim(e, s->req->priority);
       if (!v) return;
+      int before_seats = seats_used(e);
       blocks_left -= r1d_kv_pool_available(e->pool);
       scheduler_preempt(e, v);
       blocks_left += r1d_kv_pool_available(e->pool);
-      seats_left++;
+      seats_left += before_seats - seats_used(e);
     }
     seats_left -= seats;
     blocks_left -= blocks;
