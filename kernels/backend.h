@@ -40,6 +40,11 @@ typedef struct r1d_backend_ops {
   int host_memory;
   r1d_weight_format weight_format;
 
+  /* Called by a thread before it runs ops (the engine's thread): sets the
+   * per-thread runtime state the backend relies on (OpenMP's thread count
+   * is a per-thread setting; CUDA's current device). May be NULL. */
+  void (*attach_thread)(void *ctx);
+
   /* ---- memory ---- */
   /* Returns a buffer of `bytes` (contents undefined), NULL when out of memory. */
   void *(*alloc)(void *ctx, size_t bytes);

@@ -512,6 +512,7 @@ static int take_inbox(r1d_engine *e) {
 static void *engine_main(void *arg) {
   r1d_engine *e = arg;
   r1d_batch batch;
+  if (e->be.ops->attach_thread) e->be.ops->attach_thread(e->be.ctx);
   for (;;) {
     /* also aborts requests cancelled by r1d_engine_cancel or by their
      * callback during the last step */

@@ -12,6 +12,7 @@
 #include <cblas.h> /* also declares openblas_set_num_threads */
 #include <omp.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,8 +61,17 @@ static void *cpu_weight_upload(void *ctx, const float *src, size_t n) {
   return p;
 }
 
+/* OpenMP's thread count belongs to the thread that sets it: a thread the
+ * backend was not initialised on (the engine's) sets it again here. The
+ * count travels in ctx itself, so the backend needs no allocation. */
+static void cpu_attach_thread(void *ctx) {
+  int n_threads = (int)(intptr_t)ctx;
+  if (n_threads > 0) omp_set_num_threads(n_threads);
+}
+
 static const r1d_backend_ops cpu_ops = {
     .name = "cpu",
+    .attach_thread = cpu_attach_thread,
     .host_memory = 1,
     .weight_format = R1D_WEIGHT_F32,
     .alloc = cpu_alloc,
@@ -88,14 +98,14 @@ static const r1d_backend_ops cpu_ops = {
 };
 
 int r1d_cpu_backend_init(r1d_backend *be, int n_threads) {
-  /* Thread counts are process-wide settings of the two runtimes; we only
-   * touch them when asked, so an embedding application keeps its own. */
+  /* We only touch the runtimes' thread counts when asked, so an embedding
+   * application keeps its own. OpenBLAS's is process-wide. */
   if (n_threads > 0) {
     omp_set_num_threads(n_threads);
     openblas_set_num_threads(n_threads);
   }
   be->ops = &cpu_ops;
-  be->ctx = NULL;
+  be->ctx = (void *)(intptr_t)(n_threads > 0 ? n_threads : 0);
   return 0;
 }
 

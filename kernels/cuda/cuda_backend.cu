@@ -143,12 +143,20 @@ static int cu_sync(void *ctx) {
   return 0;
 }
 
+/* The engine's thread makes the device current once; each op also does, as
+ * a caller may use the backend from any thread. */
+static void cu_attach_thread(void *ctx) {
+  r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
+  r1d_cu_check(c, cudaSetDevice(c->device), "cudaSetDevice");
+}
+
 /* ---- the table ---- */
 
 static void fill_ops(r1d_backend_ops *o) {
   memset(o, 0, sizeof *o);
   o->name = "cuda";
   o->host_memory = 0;
+  o->attach_thread = cu_attach_thread;
   o->weight_format = R1D_WEIGHT_BF16;
   o->alloc = cu_alloc;
   o->free = cu_free;
