@@ -103,6 +103,10 @@ int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
 
 typedef struct fill_ctx {
   r1d_rng rng;
+  /* Uniform in [-a, a] with a = 0.02 * sqrt(3) has the same std 0.02; a
+   * normal draw per weight costs ~10x more, which matters for billions of
+   * weights (benchmark models), not for init's files. */
+  int uniform;
 } fill_ctx;
 
 static int fill_tensor(void *user, const char *name, int ndim,
@@ -114,11 +118,15 @@ static int fill_tensor(void *user, const char *name, int ndim,
   size_t len = strlen(name);
   int is_norm = strstr(name, "norm") != NULL;
   int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
+  const float a = 0.0346410162f;
   for (int64_t i = 0; i < n; i++) {
     if (is_norm) {
       data[i] = 1.0f;
     } else if (is_bias) {
       data[i] = 0.0f;
+    } else if (fc->uniform) {
+      uint64_t bits = r1d_rng_next(&fc->rng) >> 40; /* 24 random bits */
+      data[i] = a * ((float)bits * (2.0f / 16777216.0f) - 1.0f);
     } else {
       data[i] = (float)(0.02 * r1d_rng_normal(&fc->rng));
     }
@@ -217,7 +225,7 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
   r1d_weights w;
   if (r1d_weights_alloc(cfg, &w) != 0)
     return r1d_fail(err, R1D_ENOMEM, "%s: out of memory for weights", out_dir);
-  fill_ctx fc;
+  fill_ctx fc = {.uniform = 0};
   r1d_rng_seed(&fc.rng, seed);
   rc = r1d_weights_visit(cfg, &w, fill_tensor, &fc);
   if (rc == 0) rc = r1d_weights_save(out_dir, cfg, &w, 0, err);
@@ -243,30 +251,6 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                     err);
 }
 
-/* Uniform in [-a, a] with a = 0.02 * sqrt(3) has init's std 0.02; a normal
- * draw per weight costs ~10x more, which matters for billions of weights. */
-static int fill_tensor_fast(void *user, const char *name, int ndim,
-                            const int64_t *shape, float *data) {
-  fill_ctx *fc = user;
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++)
-    n *= shape[i];
-  size_t len = strlen(name);
-  if (strstr(name, "norm") != NULL ||
-      (len > 5 && !strcmp(name + len - 5, ".bias"))) {
-    float v = strstr(name, "norm") ? 1.0f : 0.0f;
-    for (int64_t i = 0; i < n; i++)
-      data[i] = v;
-    return 0;
-  }
-  const float a = 0.0346410162f;
-  for (int64_t i = 0; i < n; i++) {
-    uint64_t bits = r1d_rng_next(&fc->rng) >> 40; /* 24 random bits */
-    data[i] = a * ((float)bits * (2.0f / 16777216.0f) - 1.0f);
-  }
-  return 0;
-}
-
 int r1d_model_random(const r1d_config *cfg, uint64_t seed, r1d_model **out,
                      r1d_error *err) {
   *out = NULL;
@@ -278,9 +262,9 @@ int r1d_model_random(const r1d_config *cfg, uint64_t seed, r1d_model **out,
     return r1d_fail(err, R1D_ENOMEM,
                     "random model: out of memory for the weights");
   }
-  fill_ctx fc;
+  fill_ctx fc = {.uniform = 1};
   r1d_rng_seed(&fc.rng, seed);
-  r1d_weights_visit(cfg, &m->w, fill_tensor_fast, &fc);
+  r1d_weights_visit(cfg, &m->w, fill_tensor, &fc);
   m->inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof(float));
   if (!m->inv_freq) {
     r1d_model_free(m);
