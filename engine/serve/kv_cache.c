@@ -354,6 +354,27 @@ void r1d_kv_seq_free(r1d_kv_seq *s) {
   memset(s, 0, sizeof *s);
 }
 
+int r1d_kv_pool_peek_prefix(const r1d_kv_pool *p, const int32_t *tokens, int n,
+                            int *idle_blocks) {
+  *idle_blocks = 0;
+  if (!p->prefix_cache || n <= 0 || !tokens) return 0;
+  int bs = p->block_size;
+  int max = (n - 1) / bs; /* as match_prefix: the last token is computed */
+  if (max > p->max_blocks_per_seq) max = p->max_blocks_per_seq;
+  uint64_t h = KV_HASH_SEED;
+  int32_t parent = -1;
+  int k = 0;
+  for (; k < max; k++) {
+    const int32_t *tk = tokens + (size_t)k * bs;
+    h = chain_hash(p, h, tk);
+    int32_t b = ht_find(p, h, tk, parent, parent >= 0 ? p->gen[parent] : 0);
+    if (b < 0) break;
+    if (p->refcount[b] == 0) (*idle_blocks)++;
+    parent = b;
+  }
+  return k * bs;
+}
+
 int r1d_kv_seq_match_prefix(r1d_kv_pool *p, r1d_kv_seq *s,
                             const int32_t *tokens, int n) {
   if (s->n_blocks != 0 || s->n_tokens != 0 || n < 0 || (n > 0 && !tokens))

@@ -83,6 +83,14 @@ void r1d_kv_seq_free(r1d_kv_seq *s);
 int r1d_kv_seq_match_prefix(r1d_kv_pool *p, r1d_kv_seq *s,
                             const int32_t *tokens, int n);
 
+/* What r1d_kv_seq_match_prefix would attach for tokens[0..n), changing
+ * nothing (no stats either): returns the tokens, and *idle_blocks gets how
+ * many of those blocks sit unused in the cache (attaching them takes them
+ * out of r1d_kv_pool_available). Lets a scheduler check that a sequence fits
+ * before attaching anything. */
+int r1d_kv_pool_peek_prefix(const r1d_kv_pool *p, const int32_t *tokens, int n,
+                            int *idle_blocks);
+
 /* Fresh blocks that appending n tokens to s would take (new blocks plus a
  * copy-on-write of a shared last block). */
 int r1d_kv_seq_blocks_needed(const r1d_kv_pool *p, const r1d_kv_seq *s, int n);

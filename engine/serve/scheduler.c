@@ -179,15 +179,17 @@ static int plan_waiting(r1d_engine *e, plan *p) {
     int seats = (s->req->n > 1 && !s->req->forked) ? s->req->n : 1;
     int used = seats_used(e);
     if (used > 0 && used + seats > e->cfg.max_num_seqs) break;
-    int hit = r1d_kv_seq_match_prefix(e->pool, &s->kv, s->tokens, s->n_tokens);
+    /* check the fit first, so a sequence that must wait attaches nothing
+     * (and counts no prefix hit) */
+    int idle = 0;
+    int hit = r1d_kv_pool_peek_prefix(e->pool, s->tokens, s->n_tokens, &idle);
     int pending = s->n_tokens - hit;
     int chunk = pending < p->budget ? pending : p->budget;
-    int need = r1d_kv_seq_blocks_needed(e->pool, &s->kv, chunk);
+    int bs = e->cfg.block_size;
+    int need = (chunk + bs - 1) / bs + idle;
     int slack = e->running.n > 0 ? watermark : 0;
-    if (need + slack > r1d_kv_pool_available(e->pool)) {
-      r1d_kv_seq_release(e->pool, &s->kv);
-      break;
-    }
+    if (need + slack > r1d_kv_pool_available(e->pool)) break;
+    r1d_kv_seq_match_prefix(e->pool, &s->kv, s->tokens, s->n_tokens);
     if (!s->admitted) {
       s->cached_tokens = hit;
       s->admitted = 1;

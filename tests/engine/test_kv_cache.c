@@ -373,6 +373,44 @@ static void test_prefix_hit(void **state) {
   r1d_kv_pool_destroy(p);
 }
 
+/* peek_prefix reports what match_prefix would attach, and how many of those
+ * blocks are idle in the cache, without changing the pool or its stats. */
+static void test_peek_prefix(void **state) {
+  (void)state;
+  r1d_kv_pool *p = make_pool(32, 4, 8, 1);
+  r1d_kv_seq a, b, c;
+  seq_init(p, &a);
+  seq_init(p, &b);
+  seq_init(p, &c);
+  int32_t prompt[10];
+  fill(prompt, 10, 100);
+  int idle = -1;
+  assert_int_equal(r1d_kv_pool_peek_prefix(p, prompt, 10, &idle), 0);
+  assert_int_equal(idle, 0);
+  run_prompt(p, &a, prompt, 10); /* publishes 2 full blocks, still used */
+  assert_int_equal(r1d_kv_pool_peek_prefix(p, prompt, 10, &idle), 8);
+  assert_int_equal(idle, 0);
+  r1d_kv_seq_release(p, &a); /* both now idle in the cache */
+  r1d_kv_stats before = stats(p);
+  assert_int_equal(r1d_kv_pool_peek_prefix(p, prompt, 10, &idle), 8);
+  assert_int_equal(idle, 2);
+  assert_int_equal(r1d_kv_pool_peek_prefix(p, prompt, 5, &idle), 4);
+  assert_int_equal(idle, 1);
+  r1d_kv_stats after = stats(p);
+  assert_memory_equal(&before, &after, sizeof before); /* nothing changed */
+  int avail = r1d_kv_pool_available(p);
+  assert_int_equal(r1d_kv_seq_match_prefix(p, &b, prompt, 10), 8);
+  assert_int_equal(r1d_kv_pool_available(p), avail - 2);
+  assert_int_equal(r1d_kv_pool_peek_prefix(p, prompt, 10, &idle), 8);
+  assert_int_equal(idle, 0); /* attached by b now */
+  check_pool(p);
+  r1d_kv_seq_release(p, &b);
+  r1d_kv_seq_free(&a);
+  r1d_kv_seq_free(&b);
+  r1d_kv_seq_free(&c);
+  r1d_kv_pool_destroy(p);
+}
+
 static void test_partial_match(void **state) {
   (void)state;
   r1d_kv_pool *p = make_pool(32, 4, 8, 1);
@@ -1176,6 +1214,7 @@ int main(void) {
       cmocka_unit_test(test_ebusy_unchanged),
       cmocka_unit_test(test_erange),
       cmocka_unit_test(test_prefix_hit),
+      cmocka_unit_test(test_peek_prefix),
       cmocka_unit_test(test_partial_match),
       cmocka_unit_test(test_never_all_tokens),
       cmocka_unit_test(test_cache_disabled),
