@@ -107,7 +107,26 @@ typedef struct fill_ctx {
    * normal draw per weight costs ~10x more, which matters for billions of
    * weights (benchmark models), not for init's files. */
   int uniform;
+  uint64_t seed, tensor; /* uniform: each 1M-weight chunk has its own
+                            stream, so threads fill chunks in any order */
 } fill_ctx;
+
+static void fill_uniform(fill_ctx *fc, float *data, int64_t n) {
+  const float a = 0.0346410162f;
+  const int64_t chunk = 1 << 20;
+  uint64_t t = fc->tensor++;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < (n + chunk - 1) / chunk; c++) {
+    r1d_rng rng;
+    r1d_rng_seed(&rng, fc->seed ^ (t * 0x9E3779B97F4A7C15ull) ^
+                           ((uint64_t)c * 0xC2B2AE3D27D4EB4Full));
+    int64_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+    for (int64_t i = c * chunk; i < end; i++) {
+      uint64_t bits = r1d_rng_next(&rng) >> 40; /* 24 random bits */
+      data[i] = a * ((float)bits * (2.0f / 16777216.0f) - 1.0f);
+    }
+  }
+}
 
 static int fill_tensor(void *user, const char *name, int ndim,
                        const int64_t *shape, float *data) {
@@ -118,15 +137,15 @@ static int fill_tensor(void *user, const char *name, int ndim,
   size_t len = strlen(name);
   int is_norm = strstr(name, "norm") != NULL;
   int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
-  const float a = 0.0346410162f;
+  if (fc->uniform && !is_norm && !is_bias) {
+    fill_uniform(fc, data, n);
+    return 0;
+  }
   for (int64_t i = 0; i < n; i++) {
     if (is_norm) {
       data[i] = 1.0f;
     } else if (is_bias) {
       data[i] = 0.0f;
-    } else if (fc->uniform) {
-      uint64_t bits = r1d_rng_next(&fc->rng) >> 40; /* 24 random bits */
-      data[i] = a * ((float)bits * (2.0f / 16777216.0f) - 1.0f);
     } else {
       data[i] = (float)(0.02 * r1d_rng_normal(&fc->rng));
     }
@@ -262,7 +281,7 @@ int r1d_model_random(const r1d_config *cfg, uint64_t seed, r1d_model **out,
     return r1d_fail(err, R1D_ENOMEM,
                     "random model: out of memory for the weights");
   }
-  fill_ctx fc = {.uniform = 1};
+  fill_ctx fc = {.uniform = 1, .seed = seed};
   r1d_rng_seed(&fc.rng, seed);
   r1d_weights_visit(cfg, &m->w, fill_tensor, &fc);
   m->inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof(float));
