@@ -78,13 +78,14 @@ static int seq_init(r1d_engine *e, eng_req *r, int index, r1d_error *err) {
   s->req = r;
   s->index = index;
   s->state = SEQ_NEW;
-  s->tokens = malloc((size_t)e->cfg.max_model_len * sizeof(int32_t));
-  if (!s->tokens) return r1d_fail(err, R1D_ENOMEM, "engine: out of memory");
-  memcpy(s->tokens, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
-  s->n_tokens = r->n_prompt;
   s->budget = r->params.max_tokens;
   if (s->budget > e->cfg.max_model_len - r->n_prompt)
     s->budget = e->cfg.max_model_len - r->n_prompt;
+  /* room for the prompt and every token it may generate */
+  s->tokens = malloc((size_t)(r->n_prompt + s->budget) * sizeof(int32_t));
+  if (!s->tokens) return r1d_fail(err, R1D_ENOMEM, "engine: out of memory");
+  memcpy(s->tokens, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
+  s->n_tokens = r->n_prompt;
   r1d_sampling_params sp = r->params.sampling;
   sp.seed += (uint64_t)index;
   int rc = r1d_sampler_create(&sp, e->model->cfg.vocab_size, r->prompt,

@@ -25,7 +25,7 @@ typedef struct eng_seq {
   eng_req *req;
   int index;
   seq_state state;
-  int32_t *tokens; /* prompt, then generated ids; cap = max_model_len */
+  int32_t *tokens; /* prompt, then generated ids; cap = prompt + budget */
   int n_tokens;
   int n_gen;
   int budget; /* most tokens it may generate */
