@@ -411,9 +411,12 @@ int main(int argc, char **argv) {
          decode1, 1000.0 / decode1);
   r1d_engine_stats st;
   r1d_engine_stats_get(e, &st);
-  printf("engine: %llu steps, %llu preemptions, %llu prefix-hit tokens\n",
+  printf("engine: %llu steps, %llu preemptions, %llu prefix-hit tokens; per "
+         "step %.3f ms in the runner, %.3f ms of host work around it\n",
          (unsigned long long)st.steps, (unsigned long long)st.preemptions,
-         (unsigned long long)st.prefix_hit_tokens);
+         (unsigned long long)st.prefix_hit_tokens,
+         1e3 * st.runner_seconds / (double)st.steps,
+         1e3 * st.host_seconds / (double)st.steps);
   r1d_engine_destroy(e);
 
   if (is_cuda) {

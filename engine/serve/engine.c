@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_internal.h"
 
@@ -19,6 +20,12 @@ void r1d_engine_config_default(r1d_engine_config *c) {
   c->max_batch_tokens = 512;
   c->prefix_cache = 1;
   c->device_sampling = -1;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- requests ---- */
@@ -392,8 +399,10 @@ static int run_step(r1d_engine *e, r1d_batch *b, r1d_error *err) {
                           .min_p = e->sp_min_p,
                           .u = e->sp_u,
                           .top_k = e->sp_top_k};
+  double t0 = now_seconds();
   int rc = r1d_runner_step_sample(e->runner, b, n_host, e->logits, &sp,
                                   e->sp_tokens, e->sp_logprobs, err);
+  e->runner_seconds += now_seconds() - t0;
   if (rc) return rc;
   e->steps++;
   commit_step(e);
@@ -460,6 +469,8 @@ static void publish_stats(r1d_engine *e) {
   st->cow_copies = kv.cow_copies;
   st->preemptions = e->preemptions;
   st->steps = e->steps;
+  st->host_seconds = e->host_seconds;
+  st->runner_seconds = e->runner_seconds;
   st->prompt_tokens = e->prompt_tokens;
   st->generated_tokens = e->generated_tokens;
   st->weight_version = e->weight_version;
@@ -519,8 +530,11 @@ static void *engine_main(void *arg) {
      * callback during the last step */
     if (take_inbox(e)) break;
     r1d_error err = {0};
+    double t0 = now_seconds(), runner0 = e->runner_seconds;
     int rc = scheduler_plan(e, &batch);
     if (!rc && batch.n_tokens > 0) rc = run_step(e, &batch, &err);
+    if (batch.n_tokens > 0)
+      e->host_seconds += now_seconds() - t0 - (e->runner_seconds - runner0);
     if (rc) {
       if (!err.msg[0])
         r1d_fail(&err, rc, "engine: step failed (%s)", r1d_strerror(rc));

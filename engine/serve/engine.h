@@ -109,6 +109,10 @@ typedef struct r1d_engine_stats {
   long kv_tokens; /* tokens held by running sequences (KV actually needed) */
   uint64_t prefix_hit_tokens, prefix_queries;
   uint64_t preemptions, steps, prompt_tokens, generated_tokens;
+  /* time on the engine thread: in the runner (the forward pass, up to its
+   * results on the host), and around it (scheduling, host sampling, text,
+   * callbacks) - the host overhead per step is host_seconds / steps */
+  double runner_seconds, host_seconds;
   uint64_t cow_copies;
   uint64_t weight_version;
   int failed; /* 1 after a backend failure: every request is refused */

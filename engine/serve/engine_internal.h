@@ -98,6 +98,7 @@ struct r1d_engine {
   r1d_kv_pool *pool;
   seq_list waiting, running;
   uint64_t preemptions, steps, prompt_tokens, generated_tokens;
+  double host_seconds, runner_seconds;
   /* step arrays, sized by the limits */
   int32_t *b_ids, *b_pos, *b_q_seq, *b_tables, *b_logit_rows, *b_copies;
   int32_t *b_rows2; /* logits rows reordered: host-sampled, then device */
