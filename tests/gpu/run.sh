@@ -21,7 +21,9 @@ GEN=${GEN:-256}
 
 if [ "${1:-}" = "--prebuilt" ]; then
   DIR=$2
-  export LD_LIBRARY_PATH="$DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # the carried libraries, then the machine's own CUDA (cuBLAS is not
+  # carried: it is hundreds of MB and every CUDA install has it)
+  export LD_LIBRARY_PATH="$DIR/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
   DIR=build-gpu
   export PATH="$PATH:/usr/local/cuda/bin"
