@@ -9,7 +9,7 @@
 #   tests/gpu/run.sh --prebuilt DIR  run binaries built elsewhere: DIR holds
 #                                    tests/, bench/ and lib/ (the shared
 #                                    libraries they need), as made by
-#                                    tests/gpu/bundle.sh on a build machine
+#                                    tests/gpu/bundle.sh (build-gpu/bundle)
 #
 # Environment: CONC (default "1,8,64,256"), PROMPT (1024), GEN (256).
 # Exit status: 0 all passed, 77 no GPU (nothing run), 1 a check failed.
