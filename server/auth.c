@@ -135,7 +135,7 @@ static int ring_add(r1d_keyring *k, const char *s, size_t n, r1d_error *err) {
     r1d_key *keys = calloc(cap, sizeof *keys);
     if (!keys) return r1d_fail(err, R1D_ENOMEM, "API keys: out of memory");
     if (k->count) memcpy(keys, k->keys, k->count * sizeof *keys);
-    explicit_bzero(k->keys, k->cap * sizeof *k->keys);
+    if (k->keys) explicit_bzero(k->keys, k->cap * sizeof *k->keys);
     free(k->keys);
     k->keys = keys;
     k->cap = cap;
@@ -166,7 +166,7 @@ static int load_file(r1d_keyring *k, const char *path, r1d_error *err) {
     rc = why ? r1d_fail(err, R1D_EFORMAT, "%s:%d: %s", path, line, why)
              : ring_add(k, s, n, err);
   }
-  explicit_bzero(data, len);
+  if (data) explicit_bzero(data, len);
   free(data);
   return rc;
 }
