@@ -24,6 +24,7 @@
 #include "common/rng.h"
 #include "engine/model/init.h"
 #include "engine/model/model.h"
+#include "engine/model/runner.h"
 #include "engine/serve/engine.h"
 #include "engine/serve/generate.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -357,8 +358,7 @@ int main(int argc, char **argv) {
   ecfg.max_num_seqs = max_conc;
   ecfg.max_batch_tokens = max_batch > 0 ? max_batch : (is_cuda ? 8192 : 512);
   if (ecfg.max_batch_tokens < max_conc) ecfg.max_batch_tokens = max_conc;
-  size_t block_bytes = 2 * (size_t)c->num_layers * 16 * c->num_kv_heads *
-                       c->head_dim * sizeof(float);
+  size_t block_bytes = r1d_runner_block_bytes(c, 16);
   size_t per_seq = (size_t)((max_len + 15) / 16) * block_bytes;
   ecfg.kv_memory = kv_mib > 0 ? (size_t)kv_mib << 20 : per_seq * max_conc;
   r1d_engine *e = NULL;

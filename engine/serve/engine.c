@@ -277,16 +277,6 @@ static void req_abort(r1d_engine *e, eng_req *r, r1d_finish_reason why,
   }
 }
 
-static int is_stop_id(const r1d_engine *e, const r1d_gen_params *p,
-                      int32_t id) {
-  if (!p->ignore_eos)
-    for (int i = 0; i < e->model->cfg.n_eos; i++)
-      if (e->model->cfg.eos_token_ids[i] == id) return 1;
-  for (int i = 0; i < p->n_stop_ids; i++)
-    if (p->stop_ids[i] == id) return 1;
-  return 0;
-}
-
 /* Appends token id to s, streams it, and finishes s when a stop condition
  * holds. */
 static void emit_token(r1d_engine *e, eng_seq *s, int32_t id, float lp,
@@ -295,7 +285,7 @@ static void emit_token(r1d_engine *e, eng_seq *s, int32_t id, float lp,
   s->tokens[s->n_tokens++] = id;
   s->n_gen++;
   e->generated_tokens++;
-  int stop_token = is_stop_id(e, p, id);
+  int stop_token = r1d_gen_is_stop_id(&e->model->cfg, p, id);
   int last = stop_token || s->n_gen >= s->budget;
   char *text = NULL;
   size_t len = 0;

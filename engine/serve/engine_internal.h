@@ -35,8 +35,8 @@ typedef struct eng_seq {
   int cached_tokens;           /* prefix-cache hit at its first admission */
   int admitted;                /* has been admitted at least once */
   struct eng_seq *prev, *next; /* waiting or running list */
-  /* this step: rows [row0, row0 + n_rows) of the batch, table row, logits */
-  int scheduled, row0, n_rows, table_row, logit_row;
+  /* this step: in the batch, and its logits row (-1: none) */
+  int scheduled, logit_row;
 } eng_seq;
 
 struct eng_req {

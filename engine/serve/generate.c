@@ -39,10 +39,11 @@ int r1d_gen_params_validate(const r1d_gen_params *p, int vocab,
   return r1d_sampling_params_validate(&p->sampling, vocab, err);
 }
 
-static int is_stop_id(const r1d_model *m, const r1d_gen_params *p, int32_t id) {
+int r1d_gen_is_stop_id(const r1d_config *cfg, const r1d_gen_params *p,
+                       int32_t id) {
   if (!p->ignore_eos)
-    for (int i = 0; i < m->cfg.n_eos; i++)
-      if (m->cfg.eos_token_ids[i] == id) return 1;
+    for (int i = 0; i < cfg->n_eos; i++)
+      if (cfg->eos_token_ids[i] == id) return 1;
   for (int i = 0; i < p->n_stop_ids; i++)
     if (p->stop_ids[i] == id) return 1;
   return 0;
@@ -96,7 +97,7 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
         r1d_sampler_sample(sampler, logits, &lp, p->n_top_logprobs ? top : NULL,
                            p->n_top_logprobs);
     res->completion_tokens++;
-    int stop_token = is_stop_id(m, p, id);
+    int stop_token = r1d_gen_is_stop_id(&m->cfg, p, id);
     int last = stop_token || step + 1 == budget;
     /* Stop tokens are not part of the text (OpenAI); special tokens (bos,
      * eos, pad) are not either unless asked (vLLM's skip_special_tokens). */

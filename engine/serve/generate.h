@@ -66,6 +66,11 @@ typedef struct r1d_gen_result {
  * [0, R1D_GEN_MAX_TOP], stop arrays present and non-empty, sampling. */
 int r1d_gen_params_validate(const r1d_gen_params *p, int vocab, r1d_error *err);
 
+/* 1 when id ends generation: one of the model's EOS ids (unless
+ * ignore_eos) or one of p's stop ids. */
+int r1d_gen_is_stop_id(const r1d_config *cfg, const r1d_gen_params *p,
+                       int32_t id);
+
 /* Validates params (R1D_EINVAL naming the field), then generates. The prompt
  * plus max_tokens is capped by the model's max_position_embeddings; a prompt
  * that alone exceeds it fails with R1D_ERANGE. */

@@ -126,9 +126,6 @@ static int add_to_batch(r1d_engine *e, plan *p, eng_seq *s, int chunk) {
     s->logit_row = b->n_logits++;
   }
   s->scheduled = 1;
-  s->row0 = rows;
-  s->n_rows = chunk;
-  s->table_row = t;
   e->b_seqs[e->n_b_seqs++] = s;
   b->n_tokens += chunk;
   b->n_seqs = e->n_b_seqs;
