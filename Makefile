@@ -1,8 +1,10 @@
 # r1d: the two commands of the README.
-#   make run    install what is missing, build, start r1d on the default model
+#   make run    install what is missing, build, start `r1d serve` on the
+#               default model (http://127.0.0.1:8000; PORT=, HOST= override)
 #   make test   install what is missing, build, run every test (also under
 #               ASan+UBSan)
-# Both are idempotent. Other targets: build, bench, fixtures, format, clean.
+# Both are idempotent. Other targets: build, install, bench, bench-server,
+# fixtures, format, clean.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -10,6 +12,8 @@ VENV       := $(BUILD)/venv
 REF_VENV   := $(BUILD)/venv-ref
 MODEL      ?= $(BUILD)/models/r1d-tiny
 PROMPT     ?= What is 12 + 30?
+HOST       ?= 127.0.0.1
+PORT       ?= 8000
 MESON_OPTS ?=
 # The CUDA backend is compiled (and linked) whenever nvcc is there, as in CI;
 # without it the build goes on with the CPU backend alone. The ASan build
@@ -17,7 +21,7 @@ MESON_OPTS ?=
 export PATH := $(PATH):/usr/local/cuda/bin
 CUDA       ?= $(if $(shell command -v nvcc),enabled,disabled)
 
-.PHONY: all deps build run test test-unit test-asan test-cli bench gpu-check fixtures format clean
+.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-server gpu-check fixtures format clean
 
 all: build
 
@@ -40,9 +44,18 @@ $(MODEL)/config.json: | build
 	$(BUILD)/r1d model init --arch qwen2 --preset tiny --seed 1 --out $(MODEL)
 
 run: build $(MODEL)/config.json
+	$(BUILD)/r1d serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+# One completion on the command line, no server.
+generate: build $(MODEL)/config.json
 	$(BUILD)/r1d generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 64 --stats
 
-test: test-unit test-asan test-cli
+# The binary, the systemd unit and the example config (PREFIX via meson:
+# meson configure $(BUILD) -Dprefix=/usr).
+install: build
+	meson install -C $(BUILD)
+
+test: test-unit test-asan test-cli test-e2e
 
 test-unit: build
 	meson test -C $(BUILD) --print-errorlogs
@@ -66,6 +79,11 @@ test-cli: build $(VENV)/.stamp
 	R1D_BIN=$(abspath $(BUILD))/r1d R1D_SHARED=$(abspath ..)/shared \
 	  $(VENV)/bin/pytest -q tests/cli
 
+# End to end: a real `r1d serve` driven by the official openai package.
+test-e2e: build $(VENV)/.stamp
+	R1D_BIN=$(abspath $(BUILD))/r1d R1D_SHARED=$(abspath ..)/shared \
+	  $(VENV)/bin/pytest -q tests/e2e
+
 # Benchmarks (not tests): they print ratios against a peer run in the same go.
 bench: build $(REF_VENV)/.stamp
 	$(BUILD)/bench/bench_tokenizer
@@ -73,6 +91,10 @@ bench: build $(REF_VENV)/.stamp
 	$(REF_VENV)/bin/python bench/bench_tokenizer_py.py $(BUILD)/bench-texts
 	$(REF_VENV)/bin/python bench/bench_model.py --r1d $(BUILD)/r1d --repeat 3
 	$(BUILD)/bench/bench_engine --shape small --threads 2 --prompt 256 --gen 64 --conc 1,8,32
+
+# The HTTP server against the engine alone, same requests, same run.
+bench-server: build $(VENV)/.stamp $(MODEL)/config.json
+	$(VENV)/bin/python bench/bench_server.py --r1d $(BUILD)/r1d --model $(MODEL)
 
 # The GPU check (tests/gpu/run.sh): op tests on the GPU, engine benchmark.
 gpu-check: build

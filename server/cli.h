@@ -12,11 +12,13 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 extern const char cmd_generate_help[];
 extern const char cmd_tokenize_help[];
 extern const char cmd_template_help[];
 extern const char cmd_model_help[];
+extern const char cmd_serve_help[];
 
 /* Prints "r1d: <msg>" and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

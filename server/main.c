@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../config/serve_config.h"
 #include "cli.h"
 
 typedef struct command {
@@ -12,17 +13,21 @@ typedef struct command {
   int (*run)(int argc, char **argv);
   const char *help;
   const char *summary;
+  void (*print_options)(FILE *f); /* options listed after help, or NULL */
 } command;
 
 static const command commands[] = {
+    {"serve", cmd_serve, cmd_serve_help,
+     "serve the model over an OpenAI-compatible HTTP API",
+     r1d_serve_config_print_help},
     {"generate", cmd_generate, cmd_generate_help,
-     "generate text from a prompt or chat messages"},
+     "generate text from a prompt or chat messages", NULL},
     {"tokenize", cmd_tokenize, cmd_tokenize_help,
-     "encode JSON strings to token ids (or decode)"},
+     "encode JSON strings to token ids (or decode)", NULL},
     {"template", cmd_template, cmd_template_help,
-     "render chat messages with the model's chat template"},
+     "render chat messages with the model's chat template", NULL},
     {"model", cmd_model, cmd_model_help,
-     "model folders: `r1d model init` makes a random one"},
+     "model folders: `r1d model init` makes a random one", NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -92,6 +97,7 @@ int main(int argc, char **argv) {
     const command *c = find_command(argv[2]);
     if (!c) return cli_usage_error("unknown command '%s'", argv[2]);
     fputs(c->help, stdout);
+    if (c->print_options) c->print_options(stdout);
     return CLI_EXIT_OK;
   }
   if (strcmp(name, "version") == 0 || strcmp(name, "--version") == 0) {

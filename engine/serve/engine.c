@@ -6,6 +6,7 @@
  * Threads: callers touch only the inbox, the active list and the counters
  * under `mu`; sequences, the KV pool and the runner belong to the engine
  * thread. Callbacks run on the engine thread without the lock held. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ static void req_free(eng_req *r) {
   free(r->stop);
   free(r->stop_ids);
   free(r->bias);
+  free(r->plp);
   free(r->prompt);
   free(r);
 }
@@ -98,6 +100,7 @@ static int seq_init(r1d_engine *e, eng_req *r, int index, r1d_error *err) {
   int rc = r1d_sampler_create(&sp, e->model->cfg.vocab_size, r->prompt,
                               (size_t)r->n_prompt, &s->sampler, err);
   if (rc) return rc;
+  r1d_think_init(&s->think, &r->params);
   return r1d_detok_init(&s->detok, e->tok, r->params.stop, r->params.n_stop,
                         r->params.keep_special, err);
 }
@@ -157,6 +160,20 @@ int r1d_engine_submit(r1d_engine *e, const r1d_engine_request *q, uint64_t *id,
   if (rc) {
     req_free(r);
     return r1d_fail(err, rc, "engine: cannot copy the request parameters");
+  }
+  if (q->params.prompt_logprobs > 0) {
+    r->plp = calloc((size_t)q->n_prompt, sizeof *r->plp);
+    if (!r->plp) {
+      req_free(r);
+      return r1d_fail(err, R1D_ENOMEM,
+                      "engine: out of memory for the prompt logprobs of %d "
+                      "tokens",
+                      q->n_prompt);
+    }
+    for (int i = 0; i < q->n_prompt; i++)
+      r->plp[i].id = q->prompt[i];
+    r->plp[0].logprob = NAN; /* nothing before the first token */
+    r->plp_pending = 1;
   }
   /* Sequences are built on the calling thread (samplers and token arrays
    * allocate); their KV tables are the engine thread's (take_inbox). */
@@ -284,6 +301,7 @@ static void emit_token(r1d_engine *e, eng_seq *s, int32_t id, float lp,
   const r1d_gen_params *p = &s->req->params;
   s->tokens[s->n_tokens++] = id;
   s->n_gen++;
+  r1d_think_push(&s->think, p, id);
   e->generated_tokens++;
   int stop_token = r1d_gen_is_stop_id(&e->model->cfg, p, id);
   int last = stop_token || s->n_gen >= s->budget;
@@ -317,15 +335,49 @@ static void emit_token(r1d_engine *e, eng_seq *s, int32_t id, float lp,
   if (why != R1D_FINISH_NONE) seq_finish(e, s);
 }
 
-/* Samples s's next token from `logits` (modified) on the host. */
+/* Samples s's next token from `logits` (modified) on the host, or forces
+ * </think> when its thinking budget is spent. */
 static void sample_and_emit(r1d_engine *e, eng_seq *s, float *logits) {
   const r1d_gen_params *p = &s->req->params;
   r1d_top_logprob top[R1D_GEN_MAX_TOP];
+  r1d_top_logprob *tp = p->n_top_logprobs ? top : NULL;
   float lp = 0.0f;
   int32_t id =
-      r1d_sampler_sample(s->sampler, logits, &lp,
-                         p->n_top_logprobs ? top : NULL, p->n_top_logprobs);
+      r1d_think_must_close(&s->think, p)
+          ? r1d_sampler_force(s->sampler, logits, p->think_end_id, &lp, tp,
+                              p->n_top_logprobs)
+          : r1d_sampler_sample(s->sampler, logits, &lp, tp, p->n_top_logprobs);
   emit_token(e, s, id, lp, top, p->n_top_logprobs);
+}
+
+/* Fills the prompt logprobs of s's rows of this step (logits rows plp_row0
+ * on, host memory). */
+static void take_prompt_logprobs(r1d_engine *e, eng_seq *s) {
+  const int vocab = e->model->cfg.vocab_size;
+  eng_req *r = s->req;
+  int k = r->params.prompt_logprobs - 1;
+  for (int i = 0; i < s->plp_n; i++) {
+    const float *row = e->logits + (size_t)(s->plp_row0 + i) * vocab;
+    r1d_prompt_logprob *t = &r->plp[s->plp_pos0 + i + 1];
+    t->logprob = r1d_raw_logprob(row, vocab, t->id, t->top, k);
+    t->n_top = k;
+  }
+  s->plp_n = 0;
+}
+
+/* s (choice 0) finished its prompt: one event with every prompt logprob,
+ * before its first token. */
+static void emit_prompt_logprobs(eng_seq *s) {
+  eng_req *r = s->req;
+  r1d_engine_event ev = {.token = -1,
+                         .text = "",
+                         .finish = R1D_FINISH_NONE,
+                         .prompt_logprobs = r->plp,
+                         .n_prompt_logprobs = r->n_prompt};
+  emit(s, &ev);
+  r->plp_pending = 0;
+  free(r->plp);
+  r->plp = NULL;
 }
 
 /* Choice 0 of an n-sample request finished its prompt: choices 1..n-1 share
@@ -359,18 +411,26 @@ static void commit_step(r1d_engine *e) {
 static int samples_on_device(const r1d_engine *e, const eng_seq *s) {
   const eng_req *r = s->req;
   if (!e->device_sampling || (r->n > 1 && !r->forked)) return 0;
+  if (r->params.think_budget_on) return 0; /* forcing needs the logits */
   return r1d_sampler_device_ok(s->sampler, r->params.n_top_logprobs);
 }
 
-/* Runs the planned step: logits rows of host-sampled sequences first (their
- * logits come to the host), then device-sampled ones (only their tokens come
- * back); then publishes written blocks and streams every new token. */
+/* Runs the planned step: logits rows that come to the host first (prompt
+ * logprob rows and host-sampled sequences), then device-sampled ones (only
+ * their tokens come back); then publishes written blocks and streams every
+ * new token. */
 static int run_step(r1d_engine *e, r1d_batch *b, r1d_error *err) {
   const int vocab = e->model->cfg.vocab_size;
   int n_host = 0, n_dev = 0;
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < e->n_b_seqs; i++) {
       eng_seq *s = e->b_seqs[i];
+      if (pass == 0 && s->plp_n > 0) {
+        int j0 = n_host;
+        for (int k = 0; k < s->plp_n; k++)
+          e->b_rows2[n_host++] = e->b_logit_rows[s->plp_row0 + k];
+        s->plp_row0 = j0;
+      }
       if (s->logit_row < 0 || samples_on_device(e, s) != pass) continue;
       int j = pass ? n_host + n_dev++ : n_host++;
       e->b_rows2[j] = e->b_logit_rows[s->logit_row];
@@ -399,7 +459,10 @@ static int run_step(r1d_engine *e, r1d_batch *b, r1d_error *err) {
   for (int i = 0; i < e->n_b_seqs; i++) {
     eng_seq *s = e->b_seqs[i];
     s->scheduled = 0;
-    if (s->logit_row < 0 || s->state != SEQ_RUNNING) continue;
+    if (s->state != SEQ_RUNNING) continue;
+    if (s->plp_n > 0) take_prompt_logprobs(e, s);
+    if (s->logit_row < 0) continue;
+    if (seq_wants_plp(s)) emit_prompt_logprobs(s);
     if (s->logit_row >= n_host) {
       int k = s->logit_row - n_host;
       emit_token(e, s, e->sp_tokens[k], e->sp_logprobs[k], NULL, 0);

@@ -16,7 +16,14 @@
  *
  * Outputs do not depend on batching: every op is row-invariant on the CPU
  * backend, so a request gives the same tokens alone, in any batch, and after
- * preemption (greedy or seeded sampling). */
+ * preemption (greedy or seeded sampling).
+ *
+ * Prompt logprobs need a logits row per prompt position: such a prompt
+ * attaches no prefix-cache blocks (it still publishes its own), and its
+ * prefill chunks are capped by the logits rows a step has (max_num_seqs,
+ * less those the step's other sequences take), so its prefill takes about
+ * n_prompt / max_num_seqs steps. A thinking budget (generate.h) forces
+ * </think> per choice; such requests sample on the host. */
 #ifndef R1D_ENGINE_SERVE_ENGINE_H
 #define R1D_ENGINE_SERVE_ENGINE_H
 
@@ -55,17 +62,33 @@ typedef struct r1d_engine_config {
   int max_waiting;      /* requests queued but not running; 0: unlimited.
                            Beyond it submit fails with R1D_EBUSY */
   int device_sampling;  /* draw tokens with the backend's sample op when the
-                           request allows it (no penalties, bias or top
-                           logprobs): -1 auto (when the backend's memory is
-                           not the host's), 0 never, 1 always */
+                           request allows it (no penalties, bias, top
+                           logprobs or thinking budget): -1 auto (when the
+                           backend's memory is not the host's), 0 never,
+                           1 always */
 } r1d_engine_config;
 
 void r1d_engine_config_default(r1d_engine_config *c);
 
+/* One prompt token's logprob (params.prompt_logprobs = k + 1): its raw
+ * log_softmax given the tokens before it, and the k most likely tokens at
+ * that position (raw, sorted descending, equal scores by lower id, {-1,
+ * -inf} past the vocabulary). Entry 0 (the first prompt token) has none:
+ * logprob NaN, n_top 0. */
+typedef struct r1d_prompt_logprob {
+  int32_t id; /* the prompt token */
+  float logprob;
+  int n_top;
+  r1d_top_logprob top[R1D_GEN_MAX_TOP];
+} r1d_prompt_logprob;
+
 /* What a request's callback sees. A request with n samples has choices
  * index 0..n-1, each ending with exactly one event whose finish is not
  * R1D_FINISH_NONE (that event may carry a token or, for a cancel or an
- * error, token -1). Strings are valid during the callback only. */
+ * error, token -1). A request with prompt_logprobs first gets one event
+ * with index 0, token -1, finish R1D_FINISH_NONE and prompt_logprobs set,
+ * before any token event (none when it ends before its prompt is done).
+ * Strings and arrays are valid during the callback only. */
 typedef struct r1d_engine_event {
   uint64_t request_id;
   int index;     /* choice */
@@ -81,6 +104,10 @@ typedef struct r1d_engine_event {
   int completion_tokens;
   int cached_tokens; /* prompt tokens served from the prefix cache */
   const char *error; /* non-NULL: the engine failed this request */
+  /* the prompt logprobs event only: [n_prompt_logprobs] = one per prompt
+   * token, entry 0 empty; NULL and 0 in every other event */
+  const r1d_prompt_logprob *prompt_logprobs;
+  int n_prompt_logprobs;
 } r1d_engine_event;
 
 /* Runs on the engine thread; keep it short. Return non-zero to cancel the

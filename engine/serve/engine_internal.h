@@ -35,8 +35,12 @@ typedef struct eng_seq {
   int cached_tokens;           /* prefix-cache hit at its first admission */
   int admitted;                /* has been admitted at least once */
   struct eng_seq *prev, *next; /* waiting or running list */
+  r1d_think_state think;       /* the thinking budget */
   /* this step: in the batch, and its logits row (-1: none) */
   int scheduled, logit_row;
+  /* this step's prompt logprob rows: plp_n rows from logits row plp_row0,
+   * for the tokens at positions plp_pos0 + 1 .. plp_pos0 + plp_n */
+  int plp_row0, plp_n, plp_pos0;
 } eng_seq;
 
 struct eng_req {
@@ -55,6 +59,10 @@ struct eng_req {
   char **stop;
   int32_t *stop_ids;
   r1d_logit_bias *bias;
+  /* prompt logprobs: [n_prompt] filled chunk by chunk by choice 0's
+   * prefill, sent in one event before its first token (NULL when off) */
+  r1d_prompt_logprob *plp;
+  int plp_pending; /* wanted and not sent yet */
   r1d_engine_callback cb;
   void *user;
   eng_req *active_prev, *active_next; /* all unfinished requests (mutex) */
@@ -112,6 +120,12 @@ struct r1d_engine {
   float *sp_temp, *sp_top_p, *sp_min_p, *sp_u, *sp_logprobs;
   int32_t *sp_top_k, *sp_tokens;
 };
+
+/* 1 while s still has to compute its prompt logprobs: it then takes a
+ * logits row per prompt position and attaches no prefix-cache blocks. */
+static inline int seq_wants_plp(const eng_seq *s) {
+  return s->req->plp_pending;
+}
 
 /* urgency order: lower is served first */
 int seq_before(const eng_seq *a, const eng_seq *b);

@@ -36,7 +36,54 @@ int r1d_gen_params_validate(const r1d_gen_params *p, int vocab,
   for (int i = 0; i < p->n_stop; i++)
     if (!p->stop[i] || !p->stop[i][0])
       return r1d_fail(err, R1D_EINVAL, "stop string %d is empty", i);
+  if (p->prompt_logprobs < 0 || p->prompt_logprobs > R1D_GEN_MAX_TOP + 1)
+    return r1d_fail(err, R1D_EINVAL,
+                    "prompt_logprobs must be in [0, %d] (0 off, k + 1 for k "
+                    "alternatives), got %d",
+                    R1D_GEN_MAX_TOP + 1, p->prompt_logprobs);
+  if (p->think_budget_on != 0 && p->think_budget_on != 1)
+    return r1d_fail(err, R1D_EINVAL,
+                    "thinking_budget: think_budget_on must be 0 or 1, got %d",
+                    p->think_budget_on);
+  if (p->think_budget_on) {
+    if (p->thinking_budget < 0)
+      return r1d_fail(err, R1D_EINVAL, "thinking_budget must be >= 0, got %d",
+                      p->thinking_budget);
+    if (p->think_end_id < 0 || p->think_end_id >= vocab)
+      return r1d_fail(err, R1D_EINVAL,
+                      "thinking_budget needs think_end_id (the </think> "
+                      "token) in [0, %d), got %d",
+                      vocab, (int)p->think_end_id);
+    if (p->think_start_id < -1 || p->think_start_id >= vocab)
+      return r1d_fail(err, R1D_EINVAL,
+                      "thinking_budget: think_start_id must be -1 or in "
+                      "[0, %d), got %d",
+                      vocab, (int)p->think_start_id);
+    if (p->think_open != 0 && p->think_open != 1)
+      return r1d_fail(err, R1D_EINVAL,
+                      "thinking_budget: think_open must be 0 or 1, got %d",
+                      p->think_open);
+  }
   return r1d_sampling_params_validate(&p->sampling, vocab, err);
+}
+
+void r1d_think_init(r1d_think_state *t, const r1d_gen_params *p) {
+  t->phase = p->think_budget_on && p->think_open ? 1 : 0;
+  t->used = 0;
+}
+
+int r1d_think_must_close(const r1d_think_state *t, const r1d_gen_params *p) {
+  return p->think_budget_on && t->phase == 1 && t->used >= p->thinking_budget;
+}
+
+void r1d_think_push(r1d_think_state *t, const r1d_gen_params *p, int32_t id) {
+  if (!p->think_budget_on) return;
+  if (t->phase == 0 && p->think_start_id >= 0 && id == p->think_start_id)
+    t->phase = 1;
+  else if (t->phase == 1 && id == p->think_end_id)
+    t->phase = 2;
+  else if (t->phase == 1)
+    t->used++;
 }
 
 int r1d_gen_is_stop_id(const r1d_config *cfg, const r1d_gen_params *p,
@@ -58,6 +105,9 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
     return r1d_fail(err, R1D_EINVAL, "prompt is empty (no tokens)");
   int rc = r1d_gen_params_validate(p, vocab, err);
   if (rc) return rc;
+  if (p->prompt_logprobs)
+    return r1d_fail(err, R1D_EUNSUPPORTED,
+                    "prompt_logprobs: only the serving engine reports them");
   const int max_ctx = m->cfg.max_position_embeddings;
   if (n_prompt >= (size_t)max_ctx)
     return r1d_fail(err, R1D_ERANGE,
@@ -91,11 +141,17 @@ int r1d_generate(r1d_model *m, const r1d_tokenizer *tok, const int32_t *prompt,
   res->prefill_seconds = t1 - t0;
 
   r1d_top_logprob top[R1D_GEN_MAX_TOP];
+  r1d_think_state think;
+  r1d_think_init(&think, p);
   for (int step = 0; step < budget; step++) {
     float lp = 0.0f;
+    r1d_top_logprob *tp = p->n_top_logprobs ? top : NULL;
     int32_t id =
-        r1d_sampler_sample(sampler, logits, &lp, p->n_top_logprobs ? top : NULL,
-                           p->n_top_logprobs);
+        r1d_think_must_close(&think, p)
+            ? r1d_sampler_force(sampler, logits, p->think_end_id, &lp, tp,
+                                p->n_top_logprobs)
+            : r1d_sampler_sample(sampler, logits, &lp, tp, p->n_top_logprobs);
+    r1d_think_push(&think, p, id);
     res->completion_tokens++;
     int stop_token = r1d_gen_is_stop_id(&m->cfg, p, id);
     int last = stop_token || step + 1 == budget;

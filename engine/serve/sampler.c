@@ -452,19 +452,31 @@ static void record(r1d_sampler *s, int32_t id) {
   if (s->count) s->count[id]++;
 }
 
+/* The n_top best raw logprobs of logits into top[] (padded with {-1, -inf}
+ * past vocab), given lse = log_sum_exp(logits). */
+static void raw_top(const float *logits, int vocab, float lse,
+                    r1d_top_logprob *top, int n_top) {
+  int k = n_top < vocab ? n_top : vocab;
+  int m = select_top(logits, vocab, k, top);
+  for (int i = 0; i < m; i++)
+    top[i].logprob -= lse;
+  for (int i = m; i < n_top; i++)
+    top[i] = (r1d_top_logprob){.id = -1, .logprob = -INFINITY};
+}
+
+float r1d_raw_logprob(const float *logits, int vocab, int32_t id,
+                      r1d_top_logprob *top, int n_top) {
+  float lse = log_sum_exp(logits, vocab);
+  if (top && n_top > 0) raw_top(logits, vocab, lse, top, n_top);
+  return logits[id] - lse;
+}
+
 int32_t r1d_sampler_sample(r1d_sampler *s, float *logits, float *logprob,
                            r1d_top_logprob *top, int n_top) {
   const int vocab = s->vocab;
   float lse = 0.0f;
   if (logprob || (top && n_top > 0)) lse = log_sum_exp(logits, vocab);
-  if (top && n_top > 0) {
-    int k = n_top < vocab ? n_top : vocab;
-    int m = select_top(logits, vocab, k, top);
-    for (int i = 0; i < m; i++)
-      top[i].logprob -= lse;
-    for (int i = m; i < n_top; i++)
-      top[i] = (r1d_top_logprob){.id = -1, .logprob = -INFINITY};
-  }
+  if (top && n_top > 0) raw_top(logits, vocab, lse, top, n_top);
   /* bias and penalties overwrite logits; keep the raw row for *logprob */
   const int keep_raw = logprob && s->raw;
   if (keep_raw) memcpy(s->raw, logits, sizeof *logits * (size_t)vocab);
@@ -473,6 +485,16 @@ int32_t r1d_sampler_sample(r1d_sampler *s, float *logits, float *logprob,
   int32_t id =
       s->greedy ? (int32_t)argmax(logits, vocab) : sample_stochastic(s, logits);
   if (logprob) *logprob = (keep_raw ? s->raw[id] : logits[id]) - lse;
+  record(s, id);
+  return id;
+}
+
+int32_t r1d_sampler_force(r1d_sampler *s, const float *logits, int32_t id,
+                          float *logprob, r1d_top_logprob *top, int n_top) {
+  if (logprob || (top && n_top > 0)) {
+    float lp = r1d_raw_logprob(logits, s->vocab, id, top, n_top);
+    if (logprob) *logprob = lp;
+  }
   record(s, id);
   return id;
 }

@@ -62,6 +62,20 @@ typedef struct r1d_top_logprob {
 int32_t r1d_sampler_sample(r1d_sampler *s, float *logits, float *logprob,
                            r1d_top_logprob *top, int n_top);
 
+/* Takes id as the next token without sampling (a thinking budget closing
+ * the thought): reports its raw logprob and the raw top alternatives from
+ * logits[vocab] (unchanged) like r1d_sampler_sample, and records it for the
+ * penalties. Draws nothing from the RNG. Returns id (in [0, vocab)). */
+int32_t r1d_sampler_force(r1d_sampler *s, const float *logits, int32_t id,
+                          float *logprob, r1d_top_logprob *top, int n_top);
+
+/* The raw log_softmax of logits[vocab] at id, and the n_top most likely
+ * tokens into top[] (may be NULL when n_top is 0), with the conventions of
+ * r1d_sampler_sample (sorted descending, ties to the lower id, {-1, -inf}
+ * past vocab). logits is not modified; never allocates. */
+float r1d_raw_logprob(const float *logits, int vocab, int32_t id,
+                      r1d_top_logprob *top, int n_top);
+
 /* Device sampling (the backend's `sample` op): 1 when this sampler needs
  * nothing but temperature, top-k, top-p and min-p (no bias, no penalties,
  * no top logprobs), so a backend can draw the token given one uniform from

@@ -11,6 +11,9 @@
  *   3. waiting sequences (new or preempted): prefix-cache match, then a
  *      first chunk of their prompt. The first that does not fit stops the
  *      pass, so later arrivals never overtake it.
+ * A step has at most max_num_seqs logits rows (the runner's buffer): a
+ * sequence computing prompt logprobs needs one per prompt position, so its
+ * chunk is cut to the rows the sequences before it left.
  * When a running sequence needs KV blocks the pool does not have, less
  * urgent running sequences that are not part of this step are preempted:
  * their blocks are freed and they go back to the waiting queue, to be
@@ -121,7 +124,18 @@ static int add_to_batch(r1d_engine *e, plan *p, eng_seq *s, int chunk) {
   }
   if (start + chunk - 1 > b->max_pos) b->max_pos = start + chunk - 1;
   s->logit_row = -1;
-  if (start + chunk == s->n_tokens) {
+  s->plp_n = 0;
+  int done = start + chunk == s->n_tokens;
+  if (seq_wants_plp(s)) {
+    /* every position whose next token is a prompt token; nothing has been
+     * generated yet, so the last position predicts the first new token */
+    s->plp_row0 = b->n_logits;
+    s->plp_pos0 = start;
+    s->plp_n = done ? chunk - 1 : chunk;
+    for (int i = 0; i < s->plp_n; i++)
+      e->b_logit_rows[b->n_logits++] = rows + i;
+  }
+  if (done) {
     e->b_logit_rows[b->n_logits] = rows + chunk - 1;
     s->logit_row = b->n_logits++;
   }
@@ -131,6 +145,17 @@ static int add_to_batch(r1d_engine *e, plan *p, eng_seq *s, int chunk) {
   b->n_seqs = e->n_b_seqs;
   p->budget -= chunk;
   return 0;
+}
+
+/* The part of a `chunk` of s's `pending` tokens whose logits rows fit the
+ * step (runner limit: max_num_seqs rows), or 0 when none does. A sequence
+ * computing prompt logprobs takes a row per token; any other one a row only
+ * for the chunk that ends its known tokens. */
+static int fit_logit_rows(const r1d_engine *e, const plan *p, const eng_seq *s,
+                          int chunk, int pending) {
+  int rows_left = e->cfg.max_num_seqs - p->b->n_logits;
+  if (seq_wants_plp(s)) return chunk < rows_left ? chunk : rows_left;
+  return chunk == pending && rows_left == 0 ? 0 : chunk;
 }
 
 /* Passes 1 and 2 over the running list. */
@@ -143,6 +168,8 @@ static int plan_running(r1d_engine *e, plan *p, int decode_pass) {
     if (decode_pass != (pending == 1)) continue;
     if (p->budget == 0 || e->n_b_seqs == e->cfg.max_num_seqs) return 0;
     int chunk = pending < p->budget ? pending : p->budget;
+    chunk = fit_logit_rows(e, p, s, chunk, pending);
+    if (chunk == 0) continue;
     int need = r1d_kv_seq_blocks_needed(e->pool, &s->kv, chunk);
     while (need > r1d_kv_pool_available(e->pool)) {
       eng_seq *v = pick_victim(e, s);
@@ -177,16 +204,23 @@ static int plan_waiting(r1d_engine *e, plan *p) {
     int used = seats_used(e);
     if (used > 0 && used + seats > e->cfg.max_num_seqs) break;
     /* check the fit first, so a sequence that must wait attaches nothing
-     * (and counts no prefix hit) */
+     * (and counts no prefix hit). Prompt logprobs need the logits of every
+     * prompt position, so cached blocks (never computed for this request)
+     * are of no use to them. */
+    int plp = seq_wants_plp(s);
     int idle = 0;
-    int hit = r1d_kv_pool_peek_prefix(e->pool, s->tokens, s->n_tokens, &idle);
+    int hit =
+        plp ? 0
+            : r1d_kv_pool_peek_prefix(e->pool, s->tokens, s->n_tokens, &idle);
     int pending = s->n_tokens - hit;
     int chunk = pending < p->budget ? pending : p->budget;
+    chunk = fit_logit_rows(e, p, s, chunk, pending);
+    if (chunk == 0) break;
     int bs = e->cfg.block_size;
     int need = (chunk + bs - 1) / bs + idle;
     int slack = e->running.n > 0 ? watermark : 0;
     if (need + slack > r1d_kv_pool_available(e->pool)) break;
-    r1d_kv_seq_match_prefix(e->pool, &s->kv, s->tokens, s->n_tokens);
+    if (!plp) r1d_kv_seq_match_prefix(e->pool, &s->kv, s->tokens, s->n_tokens);
     if (!s->admitted) {
       s->cached_tokens = hit;
       s->admitted = 1;

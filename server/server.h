@@ -1,0 +1,91 @@
+/* server.h - the state of one `r1d serve` process, shared by its modules
+ * (no globals: everything hangs off r1d_server). Ownership by thread:
+ *   - the libuv loop thread owns everything here except the job queue;
+ *   - the engine thread calls gen_job's callback, which only appends to a
+ *     job's event list and to `ready` under `ready_mu`, then wakes the loop
+ *     with uv_async_send (which coalesces: the loop drains the whole list). */
+#ifndef R1D_SERVER_SERVER_H
+#define R1D_SERVER_SERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/rng.h"
+#include "../config/serve_config.h"
+#include "../engine/model/model.h"
+#include "../engine/serve/engine.h"
+#include "../engine/text/template.h"
+#include "../engine/text/tokenizer.h"
+#include "auth.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+
+typedef struct gen_job gen_job;
+
+typedef struct r1d_server {
+  r1d_serve_config cfg;
+  int argc;
+  char **argv; /* kept for SIGHUP reloads */
+  uv_loop_t loop;
+  http_server *http;
+  r1d_log log;
+  r1d_metrics metrics;
+
+  /* the model and its text handling */
+  r1d_backend be, cpu_be;
+  int be_is_cuda;
+  r1d_model *model;
+  r1d_tokenizer *tok;
+  r1d_template *tpl; /* NULL: the folder has no chat template */
+  r1d_engine *engine;
+  char model_id[256];
+  char backend_desc[256];
+  int64_t created; /* Unix time the model was loaded */
+  int max_model_len;
+  int32_t think_start_id, think_end_id; /* -1 when not single tokens */
+
+  /* auth: swapped whole on SIGHUP (loop thread only, so no refcounts) */
+  r1d_keyring *api_keys, *admin_keys;
+
+  /* engine -> loop wake-ups */
+  uv_async_t wake;
+  pthread_mutex_t ready_mu;
+  gen_job *ready; /* jobs with new events (LIFO; order does not matter) */
+  gen_job *jobs;  /* live jobs, loop thread */
+
+  /* lifecycle */
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t tick; /* keep-alive comments, timeouts, watchdog, drain */
+  uint64_t watchdog_usec;
+  double last_watchdog;
+  int ready_state; /* 1 once serving */
+  int draining;    /* SIGTERM seen */
+  double drain_deadline;
+  int drain_cancelled; /* the deadline passed: what was left is cancelled */
+  int exit_status;
+  r1d_rng rng; /* seeds for requests without one, ids */
+  uint64_t n_requests;
+  double t_started;
+} r1d_server;
+
+double r1d_server_now(void); /* monotonic seconds */
+
+/* Routes (routes_openai.c, routes_ops.c): dispatch by path and method. */
+void r1d_server_handle(void *app, http_exchange *ex);
+void r1d_routes_openai_chat(r1d_server *s, http_exchange *ex);
+void r1d_routes_openai_completions(r1d_server *s, http_exchange *ex);
+void r1d_routes_openai_models(r1d_server *s, http_exchange *ex);
+void r1d_routes_tokenize(r1d_server *s, http_exchange *ex);
+void r1d_routes_detokenize(r1d_server *s, http_exchange *ex);
+
+/* Called on the loop thread when the async handle fires: hands every job's
+ * new events to its response builder (gen_job.c). */
+void r1d_server_drain_jobs(r1d_server *s);
+/* Once a tick: keep-alive comments and timeouts of live jobs. */
+void r1d_server_tick_jobs(r1d_server *s, double now);
+/* Cancels every live job (drain deadline passed). */
+void r1d_server_cancel_jobs(r1d_server *s, const char *why);
+
+#endif
