@@ -95,8 +95,11 @@ static void close_handle(uv_handle_t *h) {
 }
 
 static void shut_down(r1d_server *s) {
-  http_server_stop(s->http);
+  http_server_stop(s->http); /* closes every exchange: their jobs cancel */
   s->http = NULL;
+  /* the cancelled requests' last events still wake the loop: let them land
+   * while the async handle is open */
+  if (s->engine) r1d_engine_wait_idle(s->engine);
   close_handle((uv_handle_t *)&s->sig_term);
   close_handle((uv_handle_t *)&s->sig_int);
   close_handle((uv_handle_t *)&s->sig_hup);
@@ -330,6 +333,7 @@ int cmd_serve(int argc, char **argv) {
                          s->api_keys != NULL, "admin", s->admin_keys != NULL));
   r1d_sd_notify("READY=1");
   uv_run(&s->loop, UV_RUN_DEFAULT);
+  r1d_server_drain_jobs(s); /* frees jobs queued after the last wake-up */
   uv_loop_close(&s->loop);
   status = s->exit_status;
   server_free(s);

@@ -165,22 +165,25 @@ static int submit_call(r1d_server *s, oai_call *c, api_error *e) {
   return 0;
 }
 
-/* The prompt ids of a call with one prompt. */
-static int set_single_prompt(oai_call *c, r1d_ids *ids, const char *echo,
-                             api_error *e) {
-  c->n_prompts = 1;
-  c->prompt_ids = calloc(1, sizeof *c->prompt_ids);
-  c->prompt_len = calloc(1, sizeof *c->prompt_len);
-  c->echo_text = calloc(1, sizeof *c->echo_text);
-  c->prompt_lp = calloc(1, sizeof *c->prompt_lp);
-  if (!c->prompt_ids || !c->prompt_len || !c->echo_text || !c->prompt_lp ||
-      !(c->echo_text[0] = strdup(echo ? echo : "")))
+/* The per-prompt arrays of a call with n prompts. */
+static int alloc_prompts(oai_call *c, size_t n, api_error *e) {
+  c->n_prompts = (int)n;
+  c->prompt_ids = calloc(n, sizeof *c->prompt_ids);
+  c->prompt_len = calloc(n, sizeof *c->prompt_len);
+  c->echo_text = calloc(n, sizeof *c->echo_text);
+  c->prompt_lp = calloc(n, sizeof *c->prompt_lp);
+  if (!c->prompt_ids || !c->prompt_len || !c->echo_text || !c->prompt_lp)
     return api_fail(e, 500, NULL, NULL, "out of memory");
-  c->prompt_ids[0] = ids->v;
-  c->prompt_len[0] = (int)ids->n;
-  ids->v = NULL;
-  ids->n = ids->cap = 0;
   return 0;
+}
+
+/* Parses the body and makes the call; NULL with e set on failure. */
+static oai_call *begin_call(r1d_server *s, http_exchange *ex, int chat,
+                            json_t **body, api_error *e) {
+  if (api_parse_object(ex->body.p, ex->body.n, body, e)) return NULL;
+  oai_call *c = call_new(s, ex, chat);
+  if (!c) api_fail(e, 500, NULL, NULL, "out of memory");
+  return c;
 }
 
 void r1d_routes_openai_chat(r1d_server *s, http_exchange *ex) {
@@ -189,11 +192,7 @@ void r1d_routes_openai_chat(r1d_server *s, http_exchange *ex) {
   char *prompt = NULL;
   r1d_ids ids = {0};
   oai_call *c = NULL;
-  if (api_parse_object(ex->body.p, ex->body.n, &body, &e)) goto fail;
-  if (!(c = call_new(s, ex, 1))) {
-    api_fail(&e, 500, NULL, NULL, "out of memory");
-    goto fail;
-  }
+  if (!(c = begin_call(s, ex, 1, &body, &e))) goto fail;
   if (oai_params_parse(s, body, 1, &c->p, &e)) goto fail;
   json_t *msgs = json_object_get(body, "messages");
   if (!json_is_array(msgs)) {
@@ -222,7 +221,14 @@ void r1d_routes_openai_chat(r1d_server *s, http_exchange *ex) {
     c->start_in_thought = 0;
   }
   if (encode_text(s, prompt, 0, &ids, "messages", &e)) goto fail;
-  if (set_single_prompt(c, &ids, NULL, &e)) goto fail;
+  if (alloc_prompts(c, 1, &e)) goto fail;
+  if (!(c->echo_text[0] = strdup(""))) {
+    api_fail(&e, 500, NULL, NULL, "out of memory");
+    goto fail;
+  }
+  c->prompt_ids[0] = ids.v;
+  c->prompt_len[0] = (int)ids.n;
+  memset(&ids, 0, sizeof ids);
   if (submit_call(s, c, &e)) goto fail;
   free(prompt);
   json_decref(body);
@@ -276,11 +282,7 @@ void r1d_routes_openai_completions(r1d_server *s, http_exchange *ex) {
   json_t *body = NULL;
   oai_call *c = NULL;
   r1d_ids ids = {0};
-  if (api_parse_object(ex->body.p, ex->body.n, &body, &e)) goto fail;
-  if (!(c = call_new(s, ex, 0))) {
-    api_fail(&e, 500, NULL, NULL, "out of memory");
-    goto fail;
-  }
+  if (!(c = begin_call(s, ex, 0, &body, &e))) goto fail;
   if (oai_params_parse(s, body, 0, &c->p, &e)) goto fail;
   json_t *prompt = json_object_get(body, "prompt");
   /* a string, a list of ids, or a list of either: one choice set each */
@@ -315,14 +317,8 @@ void r1d_routes_openai_completions(r1d_server *s, http_exchange *ex) {
              OAI_MAX_PROMPTS, R1D_ENGINE_MAX_N * 4);
     goto fail;
   }
-  c->n_prompts = (int)np;
-  c->prompt_ids = calloc(np, sizeof *c->prompt_ids);
-  c->prompt_len = calloc(np, sizeof *c->prompt_len);
-  c->echo_text = calloc(np, sizeof *c->echo_text);
-  c->prompt_lp = calloc(np, sizeof *c->prompt_lp);
-  if (!c->prompt_ids || !c->prompt_len || !c->echo_text || !c->prompt_lp) {
+  if (alloc_prompts(c, np, &e)) {
     json_decref(list);
-    api_fail(&e, 500, NULL, NULL, "out of memory");
     goto fail;
   }
   for (size_t i = 0; i < np; i++) {
