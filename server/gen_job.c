@@ -37,9 +37,6 @@ gen_job *gen_job_create(r1d_server *s, int n_reqs, void *owner,
     j->slots[i].job = j;
     j->slots[i].req = i;
   }
-  j->next = s->jobs;
-  if (s->jobs) s->jobs->prev = j;
-  s->jobs = j;
   return j;
 }
 
@@ -160,14 +157,7 @@ void gen_job_cancel(gen_job *j) {
 }
 
 void gen_job_release(gen_job *j) {
-  r1d_server *s = j->srv;
   j->owner = NULL;
-  if (j->prev)
-    j->prev->next = j->next;
-  else if (s->jobs == j)
-    s->jobs = j->next;
-  if (j->next) j->next->prev = j->prev;
-  j->prev = j->next = NULL;
   pthread_mutex_lock(&j->mu);
   job_unref_locked_free(j);
 }

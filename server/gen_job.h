@@ -55,7 +55,6 @@ struct gen_job {
   /* loop thread only */
   void *owner; /* NULL once the owner went away */
   gen_events_fn on_events;
-  gen_job *prev, *next; /* srv->jobs */
 };
 
 gen_job *gen_job_create(r1d_server *s, int n_reqs, void *owner,

@@ -42,7 +42,6 @@ typedef struct oai_choice {
   json_t *lp_pending;         /* stream: chat entries not yet sent */
   int finished;
   const char *finish;
-  int completion_tokens;
   double t_last;
   size_t text_offset; /* completions: characters so far (legacy offsets) */
 } oai_choice;

@@ -393,7 +393,6 @@ static void on_token(oai_call *c, const gen_event *e, double now) {
   if (!final) return;
   ch->finished = 1;
   ch->finish = e->finish == R1D_FINISH_LENGTH ? "length" : "stop";
-  ch->completion_tokens = e->completion_tokens;
   c->completion_tokens += e->completion_tokens;
   if (c->chat) c->reasoning_tokens += r1d_reasoning_tokens(&ch->rs);
   if (e->index == 0) { /* prompt usage once per prompt, not per choice */

@@ -53,7 +53,6 @@ typedef struct r1d_server {
   uv_async_t wake;
   pthread_mutex_t ready_mu;
   gen_job *ready; /* jobs with new events (LIFO; order does not matter) */
-  gen_job *jobs;  /* live jobs, loop thread */
 
   /* lifecycle */
   uv_signal_t sig_term, sig_int, sig_hup;
@@ -66,7 +65,6 @@ typedef struct r1d_server {
   int drain_cancelled; /* the deadline passed: what was left is cancelled */
   int exit_status;
   r1d_rng rng; /* seeds for requests without one, ids */
-  uint64_t n_requests;
   double t_started;
 } r1d_server;
 
