@@ -14,6 +14,7 @@ MODEL      ?= $(BUILD)/models/r1d-tiny
 PROMPT     ?= What is 12 + 30?
 HOST       ?= 127.0.0.1
 PORT       ?= 8000
+DATA_DIR   ?= $(BUILD)/data
 MESON_OPTS ?=
 # The CUDA backend is compiled (and linked) whenever nvcc is there, as in CI;
 # without it the build goes on with the CPU backend alone. The ASan build
@@ -44,7 +45,7 @@ $(MODEL)/config.json: | build
 	$(BUILD)/r1d model init --arch qwen2 --preset tiny --seed 1 --out $(MODEL)
 
 run: build $(MODEL)/config.json
-	$(BUILD)/r1d serve --model $(MODEL) --host $(HOST) --port $(PORT)
+	$(BUILD)/r1d serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 # One completion on the command line, no server.
 generate: build $(MODEL)/config.json

@@ -17,6 +17,8 @@ const char *r1d_strerror(int code) {
   case R1D_EBACKEND: return "compute backend failure";
   case R1D_EBUSY: return "busy";
   case R1D_ESTATE: return "wrong state";
+  case R1D_EFULL: return "storage full";
+  case R1D_EEXIST: return "already exists";
   default: return "unknown error";
   }
 }

@@ -21,6 +21,8 @@ enum {
   R1D_EBACKEND = -8,     /* the compute device failed (sticky on CUDA) */
   R1D_EBUSY = -9,        /* a queue or pool is full; retry later */
   R1D_ESTATE = -10,      /* the object is shutting down or in the wrong state */
+  R1D_EFULL = -11,       /* storage is full (LMDB map at its cap) */
+  R1D_EEXIST = -12,      /* an item with that id already exists */
 };
 
 typedef struct r1d_error {

@@ -47,7 +47,23 @@ static const opt_def opts[] = {
      "admin keys for /admin/ (also R1D_ADMIN_KEYS); none: admin routes "
      "only on a loopback bind"},
     {"data_dir", OPT_STR, OFF(data_dir), 0, 0, "DIR",
-     "state folder (created if missing; storage keeps its LMDB here)"},
+     "state folder, created if missing: LMDB storage in DIR/db (default "
+     "r1d-data)"},
+    {"log_interactions", OPT_BOOL, OFF(log_interactions), 0, 1, "true|false",
+     "store every answer in the data dir before its last byte is sent "
+     "(default true)"},
+    {"log_logprobs", OPT_BOOL, OFF(log_logprobs), 0, 1, "true|false",
+     "store the sampled tokens' ids and logprobs too (default false)"},
+    {"db_map_size", OPT_SIZE, OFF(db_map_size), 64 << 10, 1LL << 46, "SIZE",
+     "initial LMDB map size; grown by doubling as it fills (default 64MiB)"},
+    {"db_map_max", OPT_SIZE, OFF(db_map_max), 64 << 10, 1LL << 46, "SIZE",
+     "cap of the LMDB map: beyond it writes fail, serving goes on (default "
+     "16GiB)"},
+    {"retain_days", OPT_INT, OFF(retain_days), 0, 36500, "N",
+     "prune logged interactions older than N days (default 0: keep)"},
+    {"retain_bytes", OPT_SIZE, OFF(retain_bytes), 0, 1LL << 46, "SIZE",
+     "prune the oldest interactions while storage holds more (default 0: no "
+     "cap); tasks are never pruned"},
     {"backend", OPT_STR, OFF(backend), 0, 0, "cpu|cuda|auto",
      "compute backend (default auto: cuda when built and a GPU answers)"},
     {"threads", OPT_INT, OFF(threads), 0, 4096, "N",
@@ -143,6 +159,9 @@ static void defaults(r1d_serve_config *c) {
   c->drain_timeout = 30;
   c->keepalive = 5;
   c->prefix_cache = 1;
+  c->log_interactions = 1;
+  c->db_map_size = 64LL << 20;
+  c->db_map_max = 16LL << 30;
 }
 
 /* Fills the string fields left NULL with their defaults (after file and
@@ -152,6 +171,7 @@ static int fill_string_defaults(r1d_serve_config *c) {
     char **at;
     const char *v;
   } d[] = {{&c->host, "127.0.0.1"},
+           {&c->data_dir, "r1d-data"},
            {&c->backend, "auto"},
            {&c->reasoning_field, "reasoning_content"},
            {&c->log_level, "info"}};

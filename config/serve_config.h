@@ -24,6 +24,8 @@ typedef struct r1d_serve_config {
   long long port;
   char *api_key_file, *admin_key_file;
   char *data_dir;
+  int log_interactions, log_logprobs;
+  long long db_map_size, db_map_max, retain_days, retain_bytes;
   char *backend; /* cpu | cuda | auto */
   long long threads;
   long long max_model_len, kv_blocks, kv_memory, max_num_seqs;

@@ -13,12 +13,18 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_tasks(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_db(int argc, char **argv);
 
 extern const char cmd_generate_help[];
 extern const char cmd_tokenize_help[];
 extern const char cmd_template_help[];
 extern const char cmd_model_help[];
 extern const char cmd_serve_help[];
+extern const char cmd_tasks_help[];
+extern const char cmd_logs_help[];
+extern const char cmd_db_help[];
 
 /* Prints "r1d: <msg>" and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -26,7 +26,9 @@ const char cmd_serve_help[] =
     "Serves the model over an OpenAI-compatible HTTP API (/v1/chat/"
     "completions,\n"
     "/v1/completions, /v1/models, /tokenize, /detokenize, /health, /ready,\n"
-    "/metrics, /version; /admin/v1/server with the admin key). Logs are JSON\n"
+    "/metrics, /version, /v1/feedback; /admin/v1/server, /admin/v1/tasks and\n"
+    "/admin/v1/interactions with the admin key). Every answer is stored in\n"
+    "the data dir (LMDB) before its last byte is sent. Logs are JSON\n"
     "lines on stderr. Every option may also be set in the --config file "
     "(same\n"
     "name with '_', e.g. \"max_num_seqs\": 32); flags override the file.\n"
@@ -100,6 +102,9 @@ static void shut_down(r1d_server *s) {
   /* the cancelled requests' last events still wake the loop: let them land
    * while the async handle is open */
   if (s->engine) r1d_engine_wait_idle(s->engine);
+  /* records of the answers cut just now, and any still queued, commit
+   * before the process goes */
+  r1d_server_storage_stop(s);
   close_handle((uv_handle_t *)&s->sig_term);
   close_handle((uv_handle_t *)&s->sig_int);
   close_handle((uv_handle_t *)&s->sig_hup);
@@ -256,6 +261,7 @@ static void server_free(r1d_server *s) {
   r1d_cpu_backend_destroy(&s->cpu_be);
   r1d_keyring_free(s->api_keys);
   r1d_keyring_free(s->admin_keys);
+  r1d_server_storage_free(s);
   r1d_serve_config_free(&s->cfg);
   pthread_mutex_destroy(&s->ready_mu);
   free(s);
@@ -270,6 +276,7 @@ int cmd_serve(int argc, char **argv) {
   s->log.out = stderr;
   s->t_started = r1d_server_now();
   pthread_mutex_init(&s->ready_mu, NULL);
+  pthread_mutex_init(&s->stored_mu, NULL);
   r1d_metrics_init(&s->metrics);
   r1d_rng_seed(&s->rng, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
                             (uint64_t)(s->t_started * 1e9));
@@ -304,6 +311,14 @@ int cmd_serve(int argc, char **argv) {
   uv_signal_init(&s->loop, &s->sig_hup);
   s->wake.data = s->tick.data = s->sig_term.data = s->sig_int.data =
       s->sig_hup.data = s;
+  if (r1d_server_storage_open(s, &err)) {
+    status = cli_report(&err);
+    shut_down(s);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+    server_free(s);
+    return status;
+  }
   http_limits lim = {.max_body = (size_t)s->cfg.max_body,
                      .idle_timeout = 120,
                      .max_connections = 4096};
@@ -331,6 +346,11 @@ int cmd_serve(int argc, char **argv) {
                          "max_model_len", s->max_model_len, "kv_blocks",
                          r1d_engine_get_config(s->engine)->n_blocks, "auth",
                          s->api_keys != NULL, "admin", s->admin_keys != NULL));
+  if (s->db)
+    r1d_log_json(&s->log, R1D_LOG_INFO, "storage",
+                 json_pack("{s:s, s:b, s:b}", "dir", r1d_db_dir(s->db),
+                           "log_interactions", s->cfg.log_interactions,
+                           "log_logprobs", s->cfg.log_logprobs));
   r1d_sd_notify("READY=1");
   uv_run(&s->loop, UV_RUN_DEFAULT);
   r1d_server_drain_jobs(s); /* frees jobs queued after the last wake-up */

@@ -28,6 +28,12 @@ static const command commands[] = {
      "render chat messages with the model's chat template", NULL},
     {"model", cmd_model, cmd_model_help,
      "model folders: `r1d model init` makes a random one", NULL},
+    {"tasks", cmd_tasks, cmd_tasks_help,
+     "rule-verifiable tasks: import, export, list, stats", NULL},
+    {"logs", cmd_logs, cmd_logs_help,
+     "logged interactions: `r1d logs export` as JSONL", NULL},
+    {"db", cmd_db, cmd_db_help,
+     "the data dir's database: `r1d db stat`", NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -161,3 +161,39 @@ int r1d_metrics_render(const r1d_metrics *m, const r1d_engine_stats *st,
              model_id, (unsigned long long)st->weight_version);
   return rc;
 }
+
+int r1d_metrics_render_storage(const r1d_storage_metrics *m, r1d_buf *out) {
+  int rc = put_metric(out, "r1d_interactions_logged_total", "counter",
+                      "answers committed to storage", (double)m->logged);
+  rc |= put_metric(out, "r1d_interactions_log_failed_total", "counter",
+                   "answers that could not be stored (storage full, I/O)",
+                   (double)m->log_failed);
+  if (!m->enabled) return rc;
+  rc |= put_metric(out, "r1d_lmdb_map_used_bytes", "gauge",
+                   "LMDB pages written so far (the file's high-water mark)",
+                   (double)m->map_used);
+  rc |= put_metric(out, "r1d_lmdb_map_size_bytes", "gauge",
+                   "current LMDB map size (grows by doubling)",
+                   (double)m->map_size);
+  rc |= put_metric(out, "r1d_lmdb_map_max_bytes", "gauge",
+                   "cap of the LMDB map (db_map_max)", (double)m->map_max);
+  rc |= put_metric(out, "r1d_lmdb_data_bytes", "gauge",
+                   "LMDB pages holding data now, all tables",
+                   (double)m->data_bytes);
+  rc |= put_metric(out, "r1d_storage_failing", "gauge",
+                   "1 while the last storage write failed (full or I/O)",
+                   (double)m->failing);
+  rc |= put_metric(out, "r1d_storage_write_errors_total", "counter",
+                   "storage write transactions that failed",
+                   (double)m->write_errors);
+  rc |= put_metric(out, "r1d_storage_commits_total", "counter",
+                   "group-commit write transactions", (double)m->commits);
+  rc |= put_metric(out, "r1d_storage_commit_seconds_total", "counter",
+                   "time spent in group commits (apply + fsync)",
+                   m->commit_seconds);
+  rc |= put_metric(out, "r1d_storage_queued", "gauge",
+                   "writes waiting for the writer thread", (double)m->queued);
+  rc |= put_metric(out, "r1d_storage_pruned_total", "counter",
+                   "interactions removed by retention", (double)m->pruned);
+  return rc;
+}

@@ -35,6 +35,14 @@ typedef struct r1d_metrics {
   uint64_t weight_swaps;
 } r1d_metrics;
 
+/* Storage's numbers, gathered when /metrics is rendered. */
+typedef struct r1d_storage_metrics {
+  int enabled, failing;
+  size_t map_used, map_size, map_max, data_bytes, queued;
+  uint64_t logged, log_failed, write_errors, commits, pruned;
+  double commit_seconds;
+} r1d_storage_metrics;
+
 void r1d_metrics_init(r1d_metrics *m);
 void r1d_histogram_observe(r1d_histogram *h, double v);
 /* Counts one answered request; routes beyond the table's size share the
@@ -44,5 +52,6 @@ void r1d_metrics_count_request(r1d_metrics *m, const char *route, int code);
 /* Appends the Prometheus text exposition of m and the engine's stats. */
 int r1d_metrics_render(const r1d_metrics *m, const r1d_engine_stats *st,
                        const char *model_id, r1d_buf *out);
+int r1d_metrics_render_storage(const r1d_storage_metrics *m, r1d_buf *out);
 
 #endif

@@ -44,6 +44,10 @@ typedef struct oai_choice {
   const char *finish;
   double t_last;
   size_t text_offset; /* completions: characters so far (legacy offsets) */
+  /* --log-logprobs: the sampled tokens and their raw logprobs */
+  int32_t *tok;
+  float *tok_lp;
+  size_t n_tok, cap_tok;
 } oai_choice;
 
 typedef struct oai_call {
@@ -68,6 +72,16 @@ typedef struct oai_call {
   double deadline; /* monotonic; 0: none */
   int done;
   r1d_buf scratch_r, scratch_c;
+  /* the interaction log (interaction_log.c) */
+  json_t *request;         /* the body as sent; NULL: not logged */
+  uint64_t key;            /* storage key, also in the id */
+  uint64_t weight_version; /* of the weights that answer */
+  char key_id[64];         /* the API key's id, "" when none */
+  double t_start, ttft;    /* monotonic; ttft < 0 until the first token */
+  int submitted;           /* the engine has (had) the request */
+  int held;                /* the final bytes wait for the commit */
+  int logged;              /* the record was queued (once per call) */
+  struct ilog_req *log_req;
 } oai_call;
 
 /* Response building (openai_response.c). */
@@ -78,5 +92,17 @@ void oai_call_on_events(void *owner, gen_job *j, gen_event *list);
 void oai_call_fail(oai_call *c, int status, const char *type,
                    const char *message, const char *code);
 void oai_call_free(oai_call *c);
+/* Sends the end of the answer (usage chunk and [DONE], or the whole
+ * non-stream reply) once it is stored. */
+void oai_call_send_final(oai_call *c);
+json_t *oai_usage_json(const oai_call *c);
+
+/* The interaction log (interaction_log.c). Builds the call's record and
+ * queues it; with hold, returns 1 when the final bytes must wait for the
+ * commit (oai_call_send_final runs then), 0 when they may go now (logging
+ * off or not possible). status: "ok", "error", "timeout", "cancelled". */
+int oai_call_log(oai_call *c, const char *status, int hold);
+/* The call is being freed: a pending record no longer points at it. */
+void oai_call_log_detach(oai_call *c);
 
 #endif

@@ -151,7 +151,7 @@ static void send_text_chunk(oai_call *c, int index, const char *text,
   sse_send(c, o);
 }
 
-static json_t *usage_json(const oai_call *c) {
+json_t *oai_usage_json(const oai_call *c) {
   json_t *u =
       json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", c->prompt_tokens,
                 "completion_tokens", c->completion_tokens, "total_tokens",
@@ -226,8 +226,31 @@ static json_t *final_json(oai_call *c) {
       json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", c->id, "object",
                 c->chat ? "chat.completion" : "text_completion", "created",
                 (json_int_t)c->created, "model", c->srv->model_id, "choices",
-                choices, "usage", usage_json(c));
+                choices, "usage", oai_usage_json(c));
   return r;
+}
+
+void oai_call_send_final(oai_call *c) {
+  c->held = 0;
+  if (c->ex) {
+    if (c->p.stream) {
+      if (c->error) {
+        json_t *e = http_error_json("server_error", c->error, NULL, NULL);
+        sse_send(c, e);
+      } else if (c->p.include_usage) {
+        json_t *o = chunk_head(c);
+        json_object_set_new(o, "choices", json_array());
+        json_object_set_new(o, "usage", oai_usage_json(c));
+        sse_send(c, o);
+      }
+      http_stream_write(c->ex, "data: [DONE]\n\n", 14);
+      http_stream_end(c->ex);
+    } else if (c->error) {
+      http_reply_error(c->ex, 500, "server_error", c->error, NULL, NULL);
+    } else {
+      http_reply_json(c->ex, 200, final_json(c));
+    }
+  }
 }
 
 static void finish_call(oai_call *c) {
@@ -240,34 +263,22 @@ static void finish_call(oai_call *c) {
   if (c->ex) {
     c->ex->prompt_tokens = c->prompt_tokens;
     c->ex->completion_tokens = c->completion_tokens;
-    if (c->p.stream) {
-      if (c->error) {
-        json_t *e = http_error_json("server_error", c->error, NULL, NULL);
-        sse_send(c, e);
-      } else if (c->p.include_usage) {
-        json_t *o = chunk_head(c);
-        json_object_set_new(o, "choices", json_array());
-        json_object_set_new(o, "usage", usage_json(c));
-        sse_send(c, o);
-      }
-      http_stream_write(c->ex, "data: [DONE]\n\n", 14);
-      http_stream_end(c->ex);
-    } else if (c->error) {
-      http_reply_error(c->ex, 500, "server_error", c->error, NULL, NULL);
-    } else {
-      http_reply_json(c->ex, 200, final_json(c));
-    }
   }
   if (c->job) {
     gen_job_release(c->job);
     c->job = NULL;
   }
+  /* durable before complete: the end goes out once the record committed */
+  if (oai_call_log(c, c->error ? "error" : "ok", 1)) return;
+  oai_call_send_final(c);
 }
 
 void oai_call_fail(oai_call *c, int status, const char *type,
                    const char *message, const char *code) {
   if (c->done) return;
   if (c->job) gen_job_cancel(c->job);
+  /* what was generated so far is logged; the error need not wait for it */
+  oai_call_log(c, status == 504 ? "timeout" : "cancelled", 0);
   if (c->ex && c->p.stream) {
     json_t *e = http_error_json(type, message, NULL, code);
     sse_send(c, e);
@@ -306,6 +317,22 @@ static void on_prompt_logprobs(oai_call *c, const gen_event *e) {
                       json_deep_copy(lp), NULL);
 }
 
+static int push_token(oai_choice *ch, const gen_event *e) {
+  if (ch->n_tok == ch->cap_tok) {
+    size_t cap = ch->cap_tok ? ch->cap_tok * 2 : 64;
+    int32_t *t = realloc(ch->tok, cap * sizeof *t);
+    if (!t) return -1;
+    ch->tok = t;
+    float *l = realloc(ch->tok_lp, cap * sizeof *l);
+    if (!l) return -1;
+    ch->tok_lp = l;
+    ch->cap_tok = cap;
+  }
+  ch->tok[ch->n_tok] = e->token;
+  ch->tok_lp[ch->n_tok++] = e->logprob;
+  return 0;
+}
+
 static void on_token(oai_call *c, const gen_event *e, double now) {
   int ci = e->req * c->p.n + e->index;
   if (ci < 0 || ci >= c->n_choices) return;
@@ -315,6 +342,7 @@ static void on_token(oai_call *c, const gen_event *e, double now) {
   if (e->token >= 0) {
     if (!c->got_first_token) {
       c->got_first_token = 1;
+      c->ttft = now - c->t_start;
       if (c->ex) {
         c->ex->ttft = now - c->ex->t_start;
         r1d_histogram_observe(&c->srv->metrics.ttft, c->ex->ttft);
@@ -332,6 +360,11 @@ static void on_token(oai_call *c, const gen_event *e, double now) {
     r1d_reasoning_push(&ch->rs, e->token, e->text, e->text_len, final, rb, cb);
   else
     r1d_buf_append(cb, e->text, e->text_len);
+  /* the whole answer is kept for the non-stream reply and the log */
+  r1d_buf_append(&ch->reasoning, rb->p, rb->n);
+  r1d_buf_append(&ch->content, cb->p, cb->n);
+  if (c->srv->cfg.log_logprobs && e->token >= 0 && push_token(ch, e))
+    c->error = c->error ? c->error : strdup("out of memory");
   if (!c->p.include_reasoning) rb->n = 0;
 
   json_t *entry = NULL; /* this token's logprobs */
@@ -347,8 +380,6 @@ static void on_token(oai_call *c, const gen_event *e, double now) {
   ch->text_offset += utf8_chars(cb->p, cb->n);
 
   if (!c->p.stream) {
-    r1d_buf_append(&ch->reasoning, rb->p, rb->n);
-    r1d_buf_append(&ch->content, cb->p, cb->n);
     if (entry) {
       if (c->chat)
         json_array_append_new(ch->lp, entry);
@@ -431,6 +462,10 @@ void oai_call_on_events(void *owner, gen_job *j, gen_event *list) {
 
 void oai_call_free(oai_call *c) {
   if (!c) return;
+  /* a client gone mid-answer: what it got so far is still an interaction */
+  if (!c->done && c->submitted) oai_call_log(c, "cancelled", 0);
+  oai_call_log_detach(c);
+  json_decref(c->request);
   if (c->job) {
     gen_job_cancel(c->job);
     gen_job_release(c->job);
@@ -442,6 +477,8 @@ void oai_call_free(oai_call *c) {
     r1d_buf_free(&ch->content);
     json_decref(ch->lp);
     json_decref(ch->lp_pending);
+    free(ch->tok);
+    free(ch->tok_lp);
   }
   for (int i = 0; i < c->n_prompts; i++) {
     if (c->echo_text) free(c->echo_text[i]);

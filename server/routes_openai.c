@@ -6,13 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../storage/interactions.h"
 #include "openai.h"
-
-static void make_id(r1d_server *s, const char *prefix, char *out, size_t n) {
-  uint64_t a = r1d_rng_next(&s->rng), b = r1d_rng_next(&s->rng);
-  snprintf(out, n, "%s%016llx%08llx", prefix, (unsigned long long)a,
-           (unsigned long long)(b >> 32));
-}
 
 static void call_on_close(void *user, http_exchange *ex, int completed) {
   (void)ex;
@@ -61,7 +56,14 @@ static oai_call *call_new(r1d_server *s, http_exchange *ex, int chat) {
   c->ex = ex;
   c->chat = chat;
   c->created = (int64_t)time(NULL);
-  make_id(s, chat ? "chatcmpl-" : "cmpl-", c->id, sizeof c->id);
+  c->t_start = ex->t_start;
+  c->ttft = -1;
+  if (ex->key_id) snprintf(c->key_id, sizeof c->key_id, "%s", ex->key_id);
+  /* the id is the interaction's storage key plus a random nonce, so
+   * feedback finds the record without an index (storage/interactions.h) */
+  c->key = r1d_keygen_next(&s->ids, r1d_now_ms());
+  r1d_response_id(chat ? "chatcmpl-" : "cmpl-", c->key,
+                  (uint32_t)(r1d_rng_next(&s->rng) >> 32), c->id, sizeof c->id);
   snprintf(ex->request_id, sizeof ex->request_id, "%s", c->id);
   return c;
 }
@@ -154,6 +156,10 @@ static int submit_call(r1d_server *s, oai_call *c, api_error *e) {
       return map_submit_error(&err, e);
     }
   }
+  c->submitted = 1;
+  r1d_engine_stats st;
+  r1d_engine_stats_get(s->engine, &st);
+  c->weight_version = st.weight_version;
   if (s->cfg.request_timeout > 0)
     c->deadline = r1d_server_now() + s->cfg.request_timeout;
   c->ex->user = c;
@@ -183,6 +189,8 @@ static oai_call *begin_call(r1d_server *s, http_exchange *ex, int chat,
   if (api_parse_object(ex->body.p, ex->body.n, body, e)) return NULL;
   oai_call *c = call_new(s, ex, chat);
   if (!c) api_fail(e, 500, NULL, NULL, "out of memory");
+  if (c && s->writer && s->cfg.log_interactions)
+    c->request = json_incref(*body);
   return c;
 }
 

@@ -24,7 +24,16 @@ static void route_health(r1d_server *s, http_exchange *ex) {
                      NULL, "engine_failed");
     return;
   }
-  http_reply_json(ex, 200, json_pack("{s:s}", "status", "ok"));
+  /* storage failing (full map, I/O) is reported, but the server is alive
+   * and answering: a 503 here would only take it out of its pool */
+  json_t *o = json_pack("{s:s}", "status", "ok");
+  char msg[512];
+  if (s->db && r1d_db_failing(s->db, msg, sizeof msg)) {
+    json_object_set_new(o, "status", json_string("degraded"));
+    json_object_set_new(o, "storage",
+                        json_pack("{s:b, s:s}", "ok", 0, "error", msg));
+  }
+  http_reply_json(ex, 200, o);
 }
 
 static void route_ready(r1d_server *s, http_exchange *ex) {
@@ -40,11 +49,38 @@ static void route_ready(r1d_server *s, http_exchange *ex) {
   http_reply_json(ex, 200, json_pack("{s:s}", "status", "ready"));
 }
 
+static void storage_metrics(r1d_server *s, r1d_storage_metrics *m) {
+  m->logged = s->logged;
+  m->log_failed = s->log_failed;
+  if (!s->db) return;
+  m->enabled = 1;
+  r1d_db_stats st;
+  if (r1d_db_stat(s->db, &st, NULL) == 0) {
+    m->map_used = st.file_bytes;
+    m->map_size = st.map_size;
+    m->map_max = st.map_max;
+    m->data_bytes = st.data_bytes;
+    m->write_errors = st.write_errors;
+  }
+  m->failing = r1d_db_failing(s->db, NULL, 0);
+  if (s->writer) {
+    r1d_writer_stats ws;
+    r1d_writer_stats_get(s->writer, &ws);
+    m->commits = ws.batches;
+    m->commit_seconds = ws.commit_seconds;
+    m->pruned = ws.pruned;
+    m->queued = ws.queued;
+  }
+}
+
 static void route_metrics(r1d_server *s, http_exchange *ex) {
   r1d_engine_stats st;
   r1d_engine_stats_get(s->engine, &st);
   r1d_buf out = {0};
-  if (r1d_metrics_render(&s->metrics, &st, s->model_id, &out)) {
+  r1d_storage_metrics sm = {0};
+  storage_metrics(s, &sm);
+  if (r1d_metrics_render(&s->metrics, &st, s->model_id, &out) ||
+      r1d_metrics_render_storage(&sm, &out)) {
     r1d_buf_free(&out);
     http_reply_error(ex, 500, "server_error", "out of memory", NULL, NULL);
     return;
@@ -94,12 +130,15 @@ static void route_admin_server(r1d_server *s, http_exchange *ex) {
                         limits, "api_keys", (int)r1d_keyring_count(s->api_keys),
                         "http_active", http_server_active(s->http),
                         "uptime_seconds", r1d_server_now() - s->t_started);
+  json_object_set_new(o, "storage", r1d_server_storage_json(s));
   http_reply_json(ex, 200, o);
 }
 
 typedef void (*route_fn)(r1d_server *s, http_exchange *ex);
 typedef enum { ACCESS_OPEN, ACCESS_API, ACCESS_ADMIN } access_kind;
 
+/* A path ending in "/{id}" matches any one segment there (its label, with
+ * "{id}", names it in metrics and logs). */
 typedef struct route {
   const char *method, *path;
   access_kind access;
@@ -116,8 +155,28 @@ static const route routes[] = {
     {"GET", "/ready", ACCESS_OPEN, route_ready},
     {"GET", "/metrics", ACCESS_OPEN, route_metrics},
     {"GET", "/version", ACCESS_OPEN, route_version},
+    {"POST", "/v1/feedback", ACCESS_API, r1d_routes_feedback},
     {"GET", "/admin/v1/server", ACCESS_ADMIN, route_admin_server},
+    {"POST", "/admin/v1/tasks", ACCESS_ADMIN, r1d_routes_admin_tasks},
+    {"GET", "/admin/v1/tasks", ACCESS_ADMIN, r1d_routes_admin_tasks},
+    {"GET", "/admin/v1/tasks/{id}", ACCESS_ADMIN, r1d_routes_admin_task},
+    {"DELETE", "/admin/v1/tasks/{id}", ACCESS_ADMIN, r1d_routes_admin_task},
+    {"GET", "/admin/v1/interactions", ACCESS_ADMIN,
+     r1d_routes_admin_interactions},
+    {"GET", "/admin/v1/interactions/{id}", ACCESS_ADMIN,
+     r1d_routes_admin_interaction},
 };
+
+/* 1 when path matches the route's path ("/{id}" standing for one
+ * non-empty segment). */
+static int path_matches(const char *pattern, const char *path) {
+  const char *brace = strstr(pattern, "{id}");
+  if (!brace) return strcmp(pattern, path) == 0;
+  size_t n = (size_t)(brace - pattern);
+  if (strncmp(pattern, path, n)) return 0;
+  const char *seg = path + n;
+  return *seg && !strchr(seg, '/');
+}
 enum { N_ROUTES = sizeof routes / sizeof routes[0] };
 
 /* 0 when the request may go on; else answered with 401/403. */
@@ -171,7 +230,7 @@ void r1d_server_handle(void *app, http_exchange *ex) {
   const route *match = NULL;
   int path_known = 0;
   for (int i = 0; i < N_ROUTES; i++)
-    if (!strcmp(routes[i].path, ex->path)) {
+    if (path_matches(routes[i].path, ex->path)) {
       path_known = 1;
       ex->route = routes[i].path;
       if (!strcmp(routes[i].method, ex->method)) match = &routes[i];

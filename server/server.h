@@ -17,12 +17,15 @@
 #include "../engine/serve/engine.h"
 #include "../engine/text/template.h"
 #include "../engine/text/tokenizer.h"
+#include "../storage/db.h"
+#include "../storage/writer.h"
 #include "auth.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 
 typedef struct gen_job gen_job;
+typedef struct store_req store_req;
 
 typedef struct r1d_server {
   r1d_serve_config cfg;
@@ -54,6 +57,19 @@ typedef struct r1d_server {
   pthread_mutex_t ready_mu;
   gen_job *ready; /* jobs with new events (LIFO; order does not matter) */
 
+  /* storage (storage_io.c): NULL db when the data dir is off. The writer
+   * thread commits; its dones come back to the loop through `stored`. */
+  r1d_db *db;
+  r1d_writer *writer;
+  r1d_keygen ids; /* response ids = interaction keys (loop thread) */
+  uv_async_t stored;
+  pthread_mutex_t stored_mu;
+  store_req *stored_list; /* committed (or failed), not yet handled */
+  int stored_open;        /* the async handle may be signalled */
+  int stored_inited;      /* the async handle exists */
+  uint64_t logged, log_failed;
+  int logged_since_failure; /* log one line per failing streak */
+
   /* lifecycle */
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t tick; /* keep-alive comments, timeouts, watchdog, drain */
@@ -77,6 +93,35 @@ void r1d_routes_openai_completions(r1d_server *s, http_exchange *ex);
 void r1d_routes_openai_models(r1d_server *s, http_exchange *ex);
 void r1d_routes_tokenize(r1d_server *s, http_exchange *ex);
 void r1d_routes_detokenize(r1d_server *s, http_exchange *ex);
+
+/* Storage on the loop (storage_io.c). A store_req is one write the loop
+ * waits for: `apply` runs on the writer thread inside the batch; `on_done`
+ * runs back on the loop thread after the commit with op.status set, and
+ * owns (frees) the request. */
+typedef void (*store_done_fn)(r1d_server *s, store_req *r);
+struct store_req {
+  r1d_write_op op; /* op.apply, op.arg: the caller's; op.done: ours */
+  r1d_server *srv;
+  store_done_fn on_done;
+  store_req *next_done;
+};
+/* Opens the data dir's database and starts the writer (no data dir: no
+ * storage). Needs the loop; stored_mu is initialised by the caller. */
+int r1d_server_storage_open(r1d_server *s, r1d_error *err);
+/* Flushes the writer, handles the last dones, closes the handle (in
+ * shut_down, after the HTTP server stopped). The db stays open. */
+void r1d_server_storage_stop(r1d_server *s);
+void r1d_server_storage_free(r1d_server *s);
+/* Queues r; R1D_ESTATE when storage is off or stopping (on_done not
+ * called). */
+int r1d_server_store(r1d_server *s, store_req *r);
+void r1d_routes_feedback(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_tasks(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_task(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_interactions(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_interaction(r1d_server *s, http_exchange *ex);
+/* Storage health and counters for /health, /metrics, /admin/v1/server. */
+json_t *r1d_server_storage_json(r1d_server *s);
 
 /* Called on the loop thread when the async handle fires: hands every job's
  * new events to its response builder (gen_job.c). */

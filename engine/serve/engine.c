@@ -774,6 +774,8 @@ void r1d_engine_stats_get(r1d_engine *e, r1d_engine_stats *st) {
   pthread_mutex_lock(&e->mu);
   *st = e->stats;
   st->requests = e->n_requests;
+  /* live, not the last step's snapshot: it is 0 there before any step */
+  st->weight_version = e->weight_version;
   pthread_mutex_unlock(&e->mu);
 }
 

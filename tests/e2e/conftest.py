@@ -49,6 +49,7 @@ def server(tiny_model, key_files):
     s.start()
     yield s
     rc = s.stop()
+    s.cleanup()
     assert rc == 0, f"shared server exited {rc} on SIGTERM:\n{s.stderr_tail()}"
 
 
@@ -71,7 +72,7 @@ def start_server(tiny_model):
 
     yield start
     for s in started:
-        s.kill()
+        s.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,11 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -128,6 +130,13 @@ class Server:
                "--port", "0"] + self.args
         if "--threads" not in self.args:
             cmd += ["--threads", "2"]
+        if "--data-dir" not in self.args:
+            # each server logs into its own fresh database
+            self.data_dir = tempfile.mkdtemp(prefix="r1d-e2e-")
+            self.own_data_dir = True
+            cmd += ["--data-dir", self.data_dir]
+        else:
+            self.data_dir = self.args[self.args.index("--data-dir") + 1]
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=self.env)
@@ -219,6 +228,12 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def cleanup(self):
+        """Kills the server and removes the data dir it was given by start()."""
+        self.kill()
+        if getattr(self, "own_data_dir", False):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # --- HTTP -----------------------------------------------------------------
     @property

@@ -1,0 +1,206 @@
+"""`r1d tasks import|export|list|stats`: bad lines reported by number while
+the good ones are stored, --strict storing nothing, export -> import ->
+export byte-identical, a canonical file exported as itself, and the readers'
+one-line error when there is no database."""
+import json
+
+from conftest import run
+
+GOOD_A = {"id": "gsm-1", "prompt": "Natalia sold 48 clips in April and half as many in May. How many in all?",
+          "checker": "math", "answer": 72, "source": "gsm8k"}
+GOOD_B = {"id": "chat-1", "messages": [{"role": "system", "content": "Answer briefly."},
+                                       {"role": "user", "content": "Capital of France?"}],
+          "checker": {"type": "exact", "answer": "Paris", "case_sensitive": False}, "split": "eval"}
+GOOD_C = {"prompt": "Use 3, 8, 1, 1 to make 24.", "checker": {"type": "countdown", "numbers": [3, 8, 1, 1], "target": 24}}
+
+
+def jl(*rows):
+    return "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows)
+
+
+def import_file(tmp_path, text, data_dir, *extra, name="tasks.jsonl"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return run(["tasks", "import", str(path), "--data-dir", str(data_dir)] + list(extra)), path
+
+
+def export(data_dir, *extra):
+    p = run(["tasks", "export", "--data-dir", str(data_dir)] + list(extra))
+    assert p.returncode == 0, p.err
+    return p.stdout
+
+
+def ids_of(jsonl_bytes):
+    return [json.loads(l)["id"] for l in jsonl_bytes.decode().splitlines()]
+
+
+def test_import_reports_each_bad_line_and_stores_the_good(tmp_path):
+    text = jl(GOOD_A,                                                              # 1
+              '{"id": "broken", "prompt": "x", ',                                  # 2 bad JSON
+              {"id": "t2", "prompt": "x", "checker": {"type": "mathh", "answer": "1"}},  # 3
+              "",                                                                  # 4 blank
+              GOOD_B,                                                              # 5
+              {"id": "t3", "prompt": "x", "checker": {"type": "math"}},            # 6 no answer
+              {"id": "gsm-1", "prompt": "again", "checker": "math", "answer": 1},  # 7 duplicate
+              {"id": "t4", "prompt": "x", "checker": {"type": "regex", "pattern": "a(b"}},  # 8
+              GOOD_C)                                                              # 9
+    data = tmp_path / "data"
+    p, path = import_file(tmp_path, text, data)
+    assert p.returncode == 2, p.err
+    assert p.out == "imported 3 tasks, 5 bad lines (0 skipped)\n"
+    errs = p.err.splitlines()
+    assert len(errs) == 5, p.err
+    expect = [(2, "invalid JSON"),
+              (3, 'checker.type "mathh" is not one of math, countdown, exact, regex, code'),
+              (6, "checker.answer is required for a math checker"),
+              (7, 'duplicate id "gsm-1" (first on line 1)'),
+              (8, "checker.pattern: bad regex at offset 3: missing closing parenthesis")]
+    for line, (n, needle) in zip(errs, expect):
+        assert line.startswith(f"r1d: {path}:{n}: "), line
+        assert needle in line, (needle, line)
+    out = export(data)
+    assert ids_of(out)[:2] == ["gsm-1", "chat-1"]
+    rows = [json.loads(l) for l in out.decode().splitlines()]
+    assert rows[0]["checker"] == {"type": "math", "answer": "72"}
+    assert rows[0]["prompt"] == GOOD_A["prompt"]  # not the duplicate's
+    assert rows[2]["id"].startswith("task-") and len(rows[2]["id"]) == 21
+    assert rows[1]["split"] == "eval" and rows[2]["split"] == "train"
+
+    # a second import of the same tasks: every id is taken now
+    q, path = import_file(tmp_path, jl(GOOD_A, GOOD_B), data, name="again.jsonl")
+    assert q.returncode == 2
+    assert q.out == "imported 0 tasks, 2 bad lines (0 skipped)\n"
+    assert f'r1d: {path}:1: id "gsm-1" is already stored' in q.err
+    assert f'r1d: {path}:2: id "chat-1" is already stored' in q.err
+
+
+def test_clean_import_exits_0(tmp_path):
+    p, _ = import_file(tmp_path, jl(GOOD_A, GOOD_B, GOOD_C), tmp_path / "data")
+    assert p.returncode == 0, p.err
+    assert p.out == "imported 3 tasks, 0 bad lines (0 skipped)\n"
+    assert p.err == ""
+
+
+def test_strict_stores_nothing(tmp_path):
+    data = tmp_path / "data"
+    p, path = import_file(tmp_path, jl(GOOD_A, GOOD_B, {"id": "x", "prompt": "p", "checker": "math"}, GOOD_C),
+                          data, "--strict")
+    assert p.returncode == 2
+    assert p.out == "imported 0 tasks, 1 bad lines (3 skipped)\n"
+    assert p.err.splitlines() == [f'r1d: {path}:3: answer is required with "checker": "math"']
+    assert export(data) == b""
+    # strict and clean: everything goes in
+    p, _ = import_file(tmp_path, jl(GOOD_A, GOOD_B), data, "--strict")
+    assert p.returncode == 0, p.err
+    assert ids_of(export(data)) == ["gsm-1", "chat-1"]
+    # a duplicate alone refuses a strict batch
+    p, path = import_file(tmp_path, jl({"id": "new", "prompt": "p", "checker": "math", "answer": 1}, GOOD_A),
+                          data, "--strict")
+    assert p.returncode == 2
+    assert p.out == "imported 0 tasks, 1 bad lines (1 skipped)\n"
+    assert f'r1d: {path}:2: id "gsm-1" is already stored' in p.err
+    assert ids_of(export(data)) == ["gsm-1", "chat-1"]
+
+
+def test_export_import_export_is_byte_identical(tmp_path):
+    rows = [GOOD_A, GOOD_B, GOOD_C,
+            {"prompt": "Écris « bonjour » — 你好 🙂\ttab", "checker": {"type": "regex", "pattern": "^bonjour$", "flags": "im"},
+             "tags": ["fr", "greeting"], "weird": {"z": [1.5, 0.1, 1e-7, 3], "a": None}},
+            {"id": "code-1", "prompt": "Add two numbers.", "split": "eval",
+             "checker": {"type": "code", "tests": [{"input": "1 2\n", "output": "3\n"}], "time_limit_s": 2.5}},
+            {"id": "tol", "prompt": "pi?", "checker": {"type": "math", "answer": 3.14159, "tolerance": 0.001}}]
+    a, b = tmp_path / "a", tmp_path / "b"
+    p, _ = import_file(tmp_path, jl(*rows), a)
+    assert p.returncode == 0, p.err
+    first = export(a)
+    assert len(first.splitlines()) == len(rows)
+    (tmp_path / "export.jsonl").write_bytes(first)
+    p = run(["tasks", "import", str(tmp_path / "export.jsonl"), "--data-dir", str(b)])
+    assert p.returncode == 0, p.err
+    assert export(b) == first
+    # -o and --split write the same bytes as stdout, filtered
+    out = tmp_path / "eval.jsonl"
+    assert export(b, "--split", "eval", "-o", str(out)) == b""
+    assert out.read_bytes() == b"".join(l + b"\n" for l in first.splitlines() if b'"split":"eval"' in l)
+    assert ids_of(out.read_bytes()) == ["chat-1", "code-1"]
+
+
+def test_canonical_file_exports_as_itself(tmp_path):
+    canon = (
+        '{"id":"c1","prompt":"What is 6*7?","checker":{"type":"math","answer":"42","tolerance":0.5},'
+        '"split":"train","source":"hand","tags":["arith"],"created":1700000000}\n'
+        '{"id":"c2","messages":[{"role":"user","content":"Say \\"hi\\"\\n"}],"checker":{"type":"exact",'
+        '"answer":"hi","case_sensitive":false,"strip":true},"split":"eval","source":"","tags":[],"created":1}\n'
+        '{"id":"c3","prompt":"x","checker":{"type":"code","language":"python","tests":[{"input":"",'
+        '"output":"1"}],"time_limit_s":10},"split":"train","source":"","tags":[],"created":2,"extra":{"k":[1,2.5,0.1,1e-7,-0.0]}}\n'
+        '{"id":"task-0000000000000001","prompt":"y","checker":{"type":"countdown","numbers":[1,2],"target":3,'
+        '"answer":"1+2"},"split":"train","source":"","tags":[],"created":3}\n')
+    path = tmp_path / "canon.jsonl"
+    path.write_text(canon, encoding="utf-8")
+    data = tmp_path / "data"
+    p = run(["tasks", "import", "-", "--data-dir", str(data)], stdin=canon)
+    assert p.returncode == 0, p.err
+    assert export(data) == path.read_bytes()
+
+
+def test_one_json_object_file(tmp_path):
+    text = json.dumps(GOOD_B, indent=2) + "\n"
+    data = tmp_path / "data"
+    p, _ = import_file(tmp_path, text, data, name="one.json")
+    assert p.returncode == 0, p.err
+    assert p.out == "imported 1 tasks, 0 bad lines (0 skipped)\n"
+    assert ids_of(export(data)) == ["chat-1"]
+
+
+def test_list_and_stats(tmp_path):
+    data = tmp_path / "data"
+    p, _ = import_file(tmp_path, jl(GOOD_A, GOOD_B, GOOD_C), data)
+    assert p.returncode == 0, p.err
+    p = run(["tasks", "list", "--data-dir", str(data)])
+    assert p.returncode == 0, p.err
+    lines = p.out.splitlines()
+    assert lines[0].split() == ["ID", "SPLIT", "CHECKER", "SOURCE", "PROMPT"]
+    assert lines[1].split()[:4] == ["gsm-1", "train", "math", "gsm8k"]
+    assert lines[1].endswith(GOOD_A["prompt"][:60])
+    assert lines[2].split()[:3] == ["chat-1", "eval", "exact"]
+    assert lines[2].endswith("Capital of France?")
+    assert len(lines) == 4
+    p = run(["tasks", "list", "--data-dir", str(data), "--limit", "1", "--after", "gsm-1"])
+    assert [l.split()[0] for l in p.out.splitlines()[1:]] == ["chat-1"]
+    assert "--after chat-1" in p.err
+    p = run(["tasks", "list", "--data-dir", str(data), "--split", "eval"])
+    assert [l.split()[0] for l in p.out.splitlines()[1:]] == ["chat-1"]
+    p = run(["tasks", "list", "--data-dir", str(data), "--after", "nope"])
+    assert p.returncode == 2 and 'no task with id "nope"' in p.err
+    p = run(["tasks", "stats", "--data-dir", str(data)])
+    assert p.returncode == 0, p.err
+    assert json.loads(p.out) == {
+        "total": 3, "by_split": {"train": 2, "eval": 1},
+        "by_checker": {"math": 1, "countdown": 1, "exact": 1, "regex": 0, "code": 0},
+        "by_source": {"gsm8k": 1, "": 2}}
+
+
+def test_readers_without_a_database(tmp_path):
+    missing = tmp_path / "nothing-here"
+    for args in (["export"], ["list"], ["stats"], ["export", "-o", str(tmp_path / "x.jsonl")]):
+        p = run(["tasks"] + args + ["--data-dir", str(missing)])
+        assert p.returncode == 2, (args, p.err)
+        assert p.err.splitlines() == [
+            f"r1d: no database in {missing} (start r1d serve or import tasks first)"], p.err
+        assert p.stdout == b""
+    assert not missing.exists()  # a reader creates nothing
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_bad_arguments(tmp_path):
+    for args, needle in ((["tasks"], "expected import, export, list or stats"),
+                         (["tasks", "frob"], "unknown action 'frob'"),
+                         (["tasks", "import"], "expected one FILE"),
+                         (["tasks", "import", str(tmp_path / "none.jsonl")], "none.jsonl"),
+                         (["tasks", "list", "--limit", "-3"], "--limit"),
+                         (["tasks", "export", "--split", "test"], "--split: expected train or eval"),
+                         (["tasks", "stats", "-o", "x"], "takes no --out")):
+        p = run(args + ["--data-dir", str(tmp_path / "d")] if len(args) > 1 else args)
+        assert p.returncode == 2, (args, p.err)
+        lines = p.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("r1d: ") and needle in lines[0], (args, p.err)
