@@ -89,7 +89,7 @@ static int put_line(export_ctx *x, json_t *o) {
 static int export_one(void *arg, uint64_t key, const char *json, size_t len) {
   export_ctx *x = arg;
   x->records++;
-  json_t *rec = json_loadb(json, len, 0, NULL);
+  json_t *rec = json_loadb(json, len, JSON_ALLOW_NUL, NULL);
   if (!rec) return 0; /* not ours to judge here; `r1d db stat` counts */
   json_t *fb = NULL;
   int rc = r1d_feedback_list(x->t, key, &fb, NULL);

@@ -60,10 +60,11 @@ static const char default_data_dir[] = "r1d-data";
 enum { LIST_DEFAULT_LIMIT = 50, PROMPT_CHARS = 60, SOURCE_COLUMN_MAX = 20 };
 
 /* Opens DIR's database: read-only for the readers, which then report a
- * missing database in one line rather than creating an empty one. */
-static int open_db(const char *dir, int read_only, r1d_db **db,
+ * missing database in one line rather than creating an empty one.
+ * map_size: the initial map (0: the default). */
+static int open_db(const char *dir, int read_only, size_t map_size, r1d_db **db,
                    r1d_error *err) {
-  r1d_db_options o = {.read_only = read_only};
+  r1d_db_options o = {.read_only = read_only, .map_size = map_size};
   if (read_only) {
     char *sub = r1d_path_join(dir, "db");
     char *file = sub ? r1d_path_join(sub, "data.mdb") : NULL;
@@ -77,6 +78,19 @@ static int open_db(const char *dir, int read_only, r1d_db **db,
                       dir);
   }
   return r1d_db_open(dir, &o, db, err);
+}
+
+/* The initial map for importing input_len bytes. r1d_db_write reruns the
+ * whole import transaction each time the map fills and doubles, so the
+ * import starts with room for it: 4 times the input (the stored tasks, the
+ * id index and their B-tree pages), at least the default 64 MiB, in whole
+ * MiB, at most the default cap of 16 GiB (db.h). */
+static size_t import_map_size(size_t input_len) {
+  const size_t mib = (size_t)1 << 20;
+  const size_t least = (size_t)64 << 20, most = (size_t)16 << 30;
+  if (input_len > most / 4) return most;
+  size_t want = (input_len * 4 + mib - 1) / mib * mib;
+  return want < least ? least : want;
 }
 
 static int read_stdin(char **data, size_t *len, r1d_error *err) {
@@ -126,7 +140,7 @@ static int tasks_import(int argc, char **argv) {
   int status = CLI_EXIT_OK;
   int rc = strcmp(path, "-") == 0 ? read_stdin(&text, &len, &err)
                                   : r1d_read_file(path, &text, &len, &err);
-  if (rc || (rc = open_db(dir, 0, &db, &err))) goto fail;
+  if (rc || (rc = open_db(dir, 0, import_map_size(len), &db, &err))) goto fail;
   rc = r1d_tasks_import(db, text, len, strict, &b, &stored, &err);
   /* strict refusing the batch is the bad lines' outcome, reported below */
   int refused = rc == R1D_EINVAL && strict && b.n_errors;
@@ -226,7 +240,7 @@ static int tasks_export(int argc, char **argv) {
   r1d_error err = {0};
   export_run r = {
       .split = a.split, .name = a.out ? a.out : "stdout", .f = stdout};
-  int rc = open_db(a.dir, 1, &db, &err);
+  int rc = open_db(a.dir, 1, 0, &db, &err);
   if (rc) goto fail;
   if (a.out && !(r.f = fopen(a.out, "w"))) {
     r.f = NULL;
@@ -372,7 +386,7 @@ static int tasks_list(int argc, char **argv) {
   r1d_error err = {0};
   list_run run = {.want = a.limit ? (size_t)a.limit : SIZE_MAX};
   list_args l = {.a = &a, .run = &run};
-  int rc = open_db(a.dir, 1, &db, &err);
+  int rc = open_db(a.dir, 1, 0, &db, &err);
   if (rc || (rc = r1d_db_read(db, list_txn, &l, &err))) goto fail;
   size_t w_id = 2, w_source = 6;
   for (size_t i = 0; i < run.n; i++) {
@@ -420,7 +434,7 @@ static int tasks_stats(int argc, char **argv) {
   r1d_error err = {0};
   json_t *stats = NULL;
   char *text = NULL;
-  int rc = open_db(a.dir, 1, &db, &err);
+  int rc = open_db(a.dir, 1, 0, &db, &err);
   if (rc || (rc = r1d_db_read(db, stats_txn, &stats, &err))) goto fail;
   if (!(text = json_dumps(stats, JSON_INDENT(2)))) {
     rc = r1d_fail(&err, R1D_ENOMEM, "tasks stats: out of memory");

@@ -404,7 +404,7 @@ static int ia_one(void *arg, uint64_t key, const char *json, size_t len) {
   /* the record as stored, plus its feedback when there is any */
   json_t *fb = NULL;
   if (r1d_feedback_list(x->t, key, &fb, NULL) == 0 && json_array_size(fb)) {
-    json_t *rec = json_loadb(json, len, 0, NULL);
+    json_t *rec = json_loadb(json, len, JSON_ALLOW_NUL, NULL);
     if (rec) {
       json_object_set_new(rec, "feedback", fb);
       fb = NULL;

@@ -49,7 +49,7 @@ static int get_by_key(r1d_txn *t, uint64_t key, json_t **out, r1d_error *err) {
   int rc = r1d_txn_get(t, R1D_T_INTERACTIONS, k, sizeof k, &v, &n, err);
   if (rc) return rc;
   json_error_t je;
-  *out = json_loadb(v, n, 0, &je);
+  *out = json_loadb(v, n, JSON_ALLOW_NUL, &je); /* answers may hold U+0000 */
   if (!*out)
     return r1d_fail(err, R1D_EFORMAT,
                     "storage: interaction %016" PRIx64 " is not JSON: %s", key,
@@ -129,6 +129,21 @@ int r1d_feedback_normalize(json_t *body, json_t **out, r1d_error *err) {
   return 0;
 }
 
+typedef struct last_fb {
+  const uint8_t *prefix; /* the interaction's key */
+  uint64_t last;         /* its latest feedback's own key, 0: none */
+} last_fb;
+
+static int last_fb_of(void *arg, const void *key, size_t klen,
+                      const void *val, size_t vlen) {
+  (void)val;
+  (void)vlen;
+  last_fb *l = arg;
+  if (klen == 2 * R1D_KEY_BYTES && !memcmp(key, l->prefix, R1D_KEY_BYTES))
+    l->last = r1d_key_decode((const uint8_t *)key + R1D_KEY_BYTES);
+  return 1; /* only the first entry at or below (ikey, max) matters */
+}
+
 int r1d_feedback_put(r1d_txn *t, json_t *feedback, uint64_t *fkey,
                      r1d_error *err) {
   const char *id = json_string_value(json_object_get(feedback, "id"));
@@ -136,13 +151,19 @@ int r1d_feedback_put(r1d_txn *t, json_t *feedback, uint64_t *fkey,
   int rc = r1d_interaction_get(t, id, &rec, err);
   if (rc) return rc;
   json_decref(rec);
-  uint64_t ikey, fk;
+  uint64_t ikey;
   r1d_response_id_key(id, &ikey);
-  if ((rc = r1d_txn_next_key(t, R1D_T_FEEDBACK, &fk, err))) return rc;
-  /* next_key looked at the table's last key, which belongs to the newest
-   * interaction with feedback; the second half only needs to grow */
+  /* the second half grows within one interaction's feedback: above its
+   * latest (two ratings in one millisecond must not collide) */
   uint8_t k[2 * R1D_KEY_BYTES];
   r1d_key_encode(ikey, k);
+  r1d_key_encode(UINT64_MAX, k + R1D_KEY_BYTES);
+  last_fb lf = {.prefix = k};
+  if ((rc = r1d_txn_scan(t, R1D_T_FEEDBACK, k, sizeof k, 1, last_fb_of, &lf,
+                         err)))
+    return rc;
+  r1d_keygen g = {.last = lf.last};
+  uint64_t fk = r1d_keygen_next(&g, r1d_now_ms());
   r1d_key_encode(fk, k + R1D_KEY_BYTES);
   char *s = json_dumps(feedback, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (!s) return r1d_fail(err, R1D_ENOMEM, "out of memory");
@@ -162,7 +183,7 @@ static int fb_collect(void *arg, const void *key, size_t klen, const void *val,
                       size_t vlen) {
   fb_list *f = arg;
   if (klen < R1D_KEY_BYTES || memcmp(key, f->prefix, R1D_KEY_BYTES)) return 1;
-  json_t *o = json_loadb(val, vlen, 0, NULL);
+  json_t *o = json_loadb(val, vlen, JSON_ALLOW_NUL, NULL);
   if (o) json_array_append_new(f->arr, o);
   return 0;
 }
