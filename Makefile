@@ -4,7 +4,7 @@
 #   make test   install what is missing, build, run every test (also under
 #               ASan+UBSan)
 # Both are idempotent. Other targets: build, install, bench, bench-server,
-# fixtures, format, clean.
+# bench-storage, fixtures, format, clean.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -22,7 +22,7 @@ MESON_OPTS ?=
 export PATH := $(PATH):/usr/local/cuda/bin
 CUDA       ?= $(if $(shell command -v nvcc),enabled,disabled)
 
-.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-server gpu-check fixtures format clean
+.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-server bench-storage gpu-check fixtures format clean
 
 all: build
 
@@ -96,6 +96,12 @@ bench: build $(REF_VENV)/.stamp
 # The HTTP server against the engine alone, same requests, same run.
 bench-server: build $(VENV)/.stamp $(MODEL)/config.json
 	$(VENV)/bin/python bench/bench_server.py --r1d $(BUILD)/r1d --model $(MODEL)
+
+# What storage costs: output tok/s at 64 streams with logging on vs off (same
+# run), bytes per interaction, and the task import rate.
+bench-storage: build $(VENV)/.stamp
+	$(VENV)/bin/python bench/bench_server.py --r1d $(BUILD)/r1d --logging-compare --duration 20 --rounds 2
+	$(VENV)/bin/python bench/bench_tasks_import.py --r1d $(BUILD)/r1d --n 100000
 
 # The GPU check (tests/gpu/run.sh): op tests on the GPU, engine benchmark.
 gpu-check: build

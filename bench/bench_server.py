@@ -6,6 +6,29 @@ test).
     python bench/bench_server.py [--r1d build/r1d] [--bench-engine build/bench/bench_engine]
         [--model DIR | --preset tiny|small] [--prompt 256] [--gen 64] [--conc 1,8,64]
         [--threads 2] [--seed 1] [--no-engine]
+    python bench/bench_server.py --logging-compare [--duration 20] [--rounds 1] [--conc 64]
+        [--model DIR | --preset tiny|small] [--prompt 256] [--gen 64] [--threads 2]
+
+--logging-compare: what storing every answer costs. One run starts two
+servers on the same model, each with a fresh --data-dir, one with
+--log-interactions true and one with false, and drives each in turn (never
+both at once) for --duration seconds with C = max(--conc) closed-loop
+streaming clients (each sends its next request when the last one ends;
+distinct random prompts as below). It reports output tok/s of each side, the
+ratio (the target: logging costs < 5%), and the bytes per logged
+interaction: storage's data_bytes (LMDB pages holding data) and the file's
+high-water mark over the records' count, from GET /admin/v1/server, and the
+group commit's batch size and time. --rounds N alternates the order (off,on
+then on,off ...) and reports each side's mean and best, the median of the
+rounds' on/off ratios (a round's two runs are adjacent in time, so load from
+outside the benchmark cancels better than in the means), and each server's
+own CPU time per output token (/proc), which outside load hardly moves. E.g.
+on 2 cores:
+
+    python bench/bench_server.py --logging-compare --duration 20
+
+The default mode below measures the server with its defaults, logging on
+(into a temporary --data-dir).
 
 For each concurrency C it sends C streaming POST /v1/completions at once, each
 with a distinct prompt of --prompt random token ids (so the prefix cache cannot
@@ -229,6 +252,140 @@ def engine_numbers(bench_engine, model, threads, prompt_len, gen, concs):
     return out, " ".join(cmd)
 
 
+# --- --logging-compare -------------------------------------------------------------------
+
+async def closed_loop(port, model, conc, prompt_len, gen, vocab, seed, duration):
+    """conc clients, each sending its next streaming request as soon as the
+    last one ended, until `duration` s have passed (requests then running
+    finish and count). Returns (tokens, elapsed, requests, errors)."""
+    t0 = time.perf_counter()
+    deadline = t0 + duration
+    out = {"tokens": 0, "requests": 0, "errors": []}
+
+    async def client(i):
+        rng = random.Random(seed * 1000003 + i)
+        while time.perf_counter() < deadline:
+            body = {"model": model, "prompt": make_prompt(rng, prompt_len, vocab), "max_tokens": gen,
+                    "temperature": 0, "ignore_eos": True, "stream": True,
+                    "stream_options": {"include_usage": True}}
+            r = await stream_completion(port, body)
+            if r["error"]:
+                out["errors"].append(r["error"])
+            else:
+                out["tokens"] += r["tokens"]
+                out["requests"] += 1
+
+    await asyncio.gather(*[client(i) for i in range(conc)])
+    return out["tokens"], time.perf_counter() - t0, out["requests"], out["errors"]
+
+
+def cpu_seconds(pid):
+    """user + system CPU time of a process so far (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def median(xs):
+    xs = sorted(xs)
+    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2 if xs else float("nan")
+
+
+def get_json(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+        return json.load(r)
+
+
+def logging_compare(a, base_cmd, model, cfg, vocab, conc):
+    sides = {}
+    dirs = []
+    try:
+        for log in ("false", "true"):
+            d = tempfile.TemporaryDirectory(prefix=f"r1d-bench-log-{log}-")
+            dirs.append(d)
+            cmd = base_cmd + ["--data-dir", d.name, "--log-interactions", log]
+            srv = Server(cmd)
+            srv.wait_ready()
+            sides[log] = {"srv": srv, "cmd": cmd, "runs": [], "errors": []}
+        model_id = get_json(sides["true"]["srv"].port, "/v1/models")["data"][0]["id"]
+        for log, sd in sides.items():  # warm-up, as in the default mode
+            asyncio.run(run_batch(sd["srv"].port, model_id, 1, min(32, a.prompt), 4, vocab, a.seed + 99))
+        before = get_json(sides["true"]["srv"].port, "/admin/v1/server")["storage"]
+        for rnd in range(a.rounds):
+            order = ("false", "true") if rnd % 2 == 0 else ("true", "false")
+            for log in order:
+                sd = sides[log]
+                # same prompts for both sides in a round, fresh ones each round
+                cpu0 = cpu_seconds(sd["srv"].proc.pid)
+                tokens, elapsed, reqs, errors = asyncio.run(closed_loop(
+                    sd["srv"].port, model_id, conc, a.prompt, a.gen, vocab, a.seed + 7919 * rnd, a.duration))
+                cpu1 = cpu_seconds(sd["srv"].proc.pid)
+                cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else float("nan")
+                sd["runs"].append({"tok_s": tokens / elapsed, "req_s": reqs / elapsed, "requests": reqs,
+                                   "tokens": tokens, "elapsed": elapsed, "cpu_s": cpu})
+                sd["errors"] += errors
+                print(f"# round {rnd + 1}, log_interactions {log}: {tokens / elapsed:.1f} tok/s, "
+                      f"{reqs} requests in {elapsed:.1f} s, server CPU {1e3 * cpu / max(tokens, 1):.3f} ms/token, "
+                      f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        st = get_json(sides["true"]["srv"].port, "/admin/v1/server")["storage"]
+        st_off = get_json(sides["false"]["srv"].port, "/admin/v1/server")["storage"]
+    finally:
+        for sd in sides.values():
+            sd["srv"].stop()
+        for d in dirs:
+            d.cleanup()
+
+    print(f"# bench_server --logging-compare: {model} ({cfg.get('architectures', ['?'])[0]}, vocab {vocab}), "
+          f"{conc} closed-loop streaming /v1/completions clients, prompt {a.prompt} token ids, "
+          f"{a.gen} output tokens, greedy, ignore_eos, {a.threads} threads, {a.duration:g} s per side, "
+          f"{a.rounds} round(s), order off,on then alternating")
+    print(f"# server: {' '.join(sides['true']['cmd'][:-4])} --data-dir TMP --log-interactions true|false")
+    print()
+    print("| log_interactions | output tok/s (mean) | output tok/s (best) | req/s (mean) | requests "
+          "| server CPU ms/token | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    mean, cpu_tok = {}, {}
+    for log in ("false", "true"):
+        runs = sides[log]["runs"]
+        mean[log] = sum(r["tok_s"] for r in runs) / len(runs)
+        cpu_tok[log] = sum(r["cpu_s"] for r in runs) / max(sum(r["tokens"] for r in runs), 1)
+        print(f"| {log} | {mean[log]:.1f} | {max(r['tok_s'] for r in runs):.1f} | "
+              f"{sum(r['req_s'] for r in runs) / len(runs):.2f} | {sum(r['requests'] for r in runs)} | "
+              f"{1e3 * cpu_tok[log]:.3f} | {len(sides[log]['errors'])} |")
+    ratio = mean["true"] / mean["false"]
+    cost = 100.0 * (1.0 - ratio)
+    # each round's two runs are adjacent in time: their ratio cancels most
+    # of what other load on the machine does, the median of the rounds the rest
+    pairs = [t["tok_s"] / f["tok_s"] for t, f in zip(sides["true"]["runs"], sides["false"]["runs"])]
+    print()
+    print(f"logging on / off: {ratio:.3f} of the means, {median(pairs):.3f} median of the {len(pairs)} rounds' "
+          f"ratios {' '.join(f'{x:.3f}' for x in pairs)} (logging costs {cost:.1f}% of output tok/s by the "
+          f"means, {100 * (1 - median(pairs)):.1f}% by the median; target < 5%: "
+          f"{'ok' if 100 * (1 - median(pairs)) < 5.0 else 'MISSED'})")
+    print(f"server CPU per output token, on / off: {cpu_tok['true'] / cpu_tok['false']:.3f} "
+          f"(the server's own user+sys time, which other load on the machine hardly changes)")
+    n = st["entries"]["interactions"]
+    logged = st["logged"] - before["logged"]
+    commits = st["commits"] - before["commits"]
+    if n:
+        print(f"storage: {n} interactions, {st['data_bytes']} B in LMDB pages = {st['data_bytes'] / n:.0f} B "
+              f"per interaction ({st['map_used'] / n:.0f} B per interaction "
+              f"of file high-water mark, map {st['map_size'] >> 20} MiB); "
+              f"{logged} logged in {commits} group commits = {logged / max(commits, 1):.1f} per commit, "
+              f"{1e3 * (st['commit_seconds'] - before['commit_seconds']) / max(commits, 1):.2f} ms per commit; "
+              f"{st['log_failed']} failed")
+    print(f"log_interactions false: {st_off['entries']['interactions']} interactions stored (expected 0)")
+    bad = (any(sd["errors"] for sd in sides.values()) or st["log_failed"]
+           or st_off["entries"]["interactions"] != 0)
+    for log, sd in sides.items():
+        if sd["errors"]:
+            print(f"  ! log_interactions {log}: {len(sd['errors'])} failed requests: {sd['errors'][:3]}")
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--r1d", default=str(ROOT / "build" / "r1d"))
@@ -242,6 +399,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3, help="rounds per concurrency; the best is reported")
     ap.add_argument("--no-engine", action="store_true", help="skip the bench_engine comparison")
+    ap.add_argument("--logging-compare", action="store_true",
+                    help="--log-interactions true vs false at max(--conc) streaming clients")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per side and round (--logging-compare)")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of both sides (--logging-compare)")
     a = ap.parse_args()
     concs = [int(c) for c in a.conc.split(",")]
     tmp = None
@@ -264,13 +425,17 @@ def main():
         sys.exit("bench_server: prompt + gen exceeds the model's context")
 
     engine = {}
-    if not a.no_engine:
+    if not a.no_engine and not a.logging_compare:
         engine, engine_cmd = engine_numbers(a.bench_engine, model, a.threads, a.prompt, a.gen, concs)
 
     kv_blocks = (max_len + 15) // 16 * max(concs)
     cmd = [a.r1d, "serve", "--model", model, "--host", "127.0.0.1", "--port", "0",
            "--threads", str(a.threads), "--max-num-seqs", str(max(concs)), "--max-queued", str(2 * max(concs)),
            "--max-model-len", str(max_len), "--kv-blocks", str(kv_blocks)]
+    if a.logging_compare:
+        return logging_compare(a, cmd, model, cfg, vocab, max(concs))
+    data = tempfile.TemporaryDirectory(prefix="r1d-bench-data-")
+    cmd += ["--data-dir", data.name]
     srv = Server(cmd)
     try:
         srv.wait_ready()
@@ -315,6 +480,7 @@ def main():
             bad = True
             print(f"  ! {len(r['errors'])} failed requests, {r['tokens']} of {r['expected']} tokens: "
                   f"{r['errors'][:3]}")
+    data.cleanup()
     if tmp:
         tmp.cleanup()
     return 1 if bad else 0

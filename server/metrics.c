@@ -195,5 +195,7 @@ int r1d_metrics_render_storage(const r1d_storage_metrics *m, r1d_buf *out) {
                    "writes waiting for the writer thread", (double)m->queued);
   rc |= put_metric(out, "r1d_storage_pruned_total", "counter",
                    "interactions removed by retention", (double)m->pruned);
+  rc |= put_metric(out, "r1d_storage_prune_errors_total", "counter",
+                   "retention runs that failed", (double)m->prune_errors);
   return rc;
 }

@@ -39,7 +39,7 @@ typedef struct r1d_metrics {
 typedef struct r1d_storage_metrics {
   int enabled, failing;
   size_t map_used, map_size, map_max, data_bytes, queued;
-  uint64_t logged, log_failed, write_errors, commits, pruned;
+  uint64_t logged, log_failed, write_errors, commits, pruned, prune_errors;
   double commit_seconds;
 } r1d_storage_metrics;
 

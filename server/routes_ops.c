@@ -69,6 +69,7 @@ static void storage_metrics(r1d_server *s, r1d_storage_metrics *m) {
     m->commits = ws.batches;
     m->commit_seconds = ws.commit_seconds;
     m->pruned = ws.pruned;
+    m->prune_errors = ws.prune_errors;
     m->queued = ws.queued;
   }
 }

@@ -37,6 +37,8 @@ struct r1d_txn {
   r1d_db *db;
   MDB_txn *txn;
   int write;
+  r1d_txn *root; /* the outermost transaction (itself when not nested) */
+  int wrote;     /* root only: a put or delete was made */
 };
 
 static const char *const table_names[R1D_T_COUNT] = {
@@ -87,10 +89,13 @@ uint64_t r1d_key_decode(const uint8_t in[R1D_KEY_BYTES]) {
 
 /* ---- health ---- */
 
-static void note_write(r1d_db *db, int rc, const r1d_error *err) {
+/* rc of a write transaction; wrote: it committed changes. Only a commit
+ * that stored something clears a failure: a batch whose one write was
+ * refused (feedback for an unknown id) says nothing about room. */
+static void note_write(r1d_db *db, int rc, int wrote, const r1d_error *err) {
   pthread_mutex_lock(&db->health_mu);
   if (rc == 0) {
-    db->failing = db->full = 0;
+    if (wrote) db->failing = db->full = 0;
   } else if (rc == R1D_EFULL || rc == R1D_EIO || rc == R1D_ENOMEM) {
     /* the caller's own mistakes (a duplicate id) say nothing of storage */
     db->failing = 1;
@@ -133,9 +138,9 @@ static int grow_map(r1d_db *db, r1d_error *err) {
   int rc = 0;
   if (db->map_size >= db->map_max) {
     rc = r1d_fail(err, R1D_EFULL,
-                  "storage full: the LMDB map in %s is at its cap of %zu MiB "
+                  "storage full: the LMDB map in %s is at its cap of %zu KiB "
                   "(raise --db-map-max or set a retention limit)",
-                  db->dir, db->map_max >> 20);
+                  db->dir, db->map_max >> 10);
   } else {
     size_t want = db->map_size * 2;
     if (want > db->map_max || want < db->map_size) want = db->map_max;
@@ -153,6 +158,8 @@ static int txn_begin(r1d_db *db, int write, r1d_txn *t, r1d_error *err) {
   t->db = db;
   t->write = write;
   t->txn = NULL;
+  t->root = t;
+  t->wrote = 0;
   for (int attempt = 0; attempt < 4; attempt++) {
     pthread_rwlock_rdlock(&db->resize);
     int rc = mdb_txn_begin(db->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
@@ -177,7 +184,7 @@ int r1d_db_write(r1d_db *db, r1d_txn_fn fn, void *arg, r1d_error *err) {
     r1d_txn t;
     int rc = txn_begin(db, 1, &t, err);
     if (rc) {
-      note_write(db, rc, err);
+      note_write(db, rc, 0, err);
       return rc;
     }
     rc = fn(&t, arg, err);
@@ -185,7 +192,7 @@ int r1d_db_write(r1d_db *db, r1d_txn_fn fn, void *arg, r1d_error *err) {
       int crc = mdb_txn_commit(t.txn);
       txn_end(&t);
       if (crc == 0) {
-        note_write(db, 0, NULL);
+        note_write(db, 0, t.wrote, NULL);
         return 0;
       }
       rc = lmdb_fail(err, crc, "commit");
@@ -194,14 +201,14 @@ int r1d_db_write(r1d_db *db, r1d_txn_fn fn, void *arg, r1d_error *err) {
       txn_end(&t);
     }
     if (rc != R1D_EFULL) {
-      note_write(db, rc, err);
+      note_write(db, rc, 0, err);
       return rc;
     }
     r1d_error gerr = {0};
     int grc = grow_map(db, &gerr);
     if (grc) {
       if (err) *err = gerr;
-      note_write(db, grc, &gerr);
+      note_write(db, grc, 0, &gerr);
       return grc;
     }
   }
@@ -220,7 +227,7 @@ int r1d_db_read(r1d_db *db, r1d_txn_fn fn, void *arg, r1d_error *err) {
 int r1d_txn_nested(r1d_txn *t, r1d_txn_fn fn, void *arg, r1d_error *err) {
   if (!t->write)
     return r1d_fail(err, R1D_ESTATE, "storage: nested write in a read");
-  r1d_txn child = {.db = t->db, .write = 1};
+  r1d_txn child = {.db = t->db, .write = 1, .root = t->root};
   int rc = mdb_txn_begin(t->db->env, t->txn, 0, &child.txn);
   if (rc) return lmdb_fail(err, rc, "starting a nested write");
   rc = fn(&child, arg, err);
@@ -237,7 +244,10 @@ int r1d_txn_put(r1d_txn *t, r1d_table tb, const void *key, size_t klen,
   MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
   int rc = mdb_put(t->txn, t->db->dbi[tb], &k, &v,
                    (flags & R1D_PUT_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
-  if (rc == 0) return 0;
+  if (rc == 0) {
+    t->root->wrote = 1;
+    return 0;
+  }
   char what[64];
   snprintf(what, sizeof what, "writing to %s", table_names[tb]);
   return lmdb_fail(err, rc, what);
@@ -259,6 +269,7 @@ int r1d_txn_del(r1d_txn *t, r1d_table tb, const void *key, size_t klen,
   MDB_val k = {klen, (void *)key};
   int rc = mdb_del(t->txn, t->db->dbi[tb], &k, NULL);
   if (rc == MDB_NOTFOUND) return R1D_ENOTFOUND;
+  if (rc == 0) t->root->wrote = 1;
   return rc ? lmdb_fail(err, rc, "deleting") : 0;
 }
 

@@ -51,9 +51,12 @@ static int retention_on(const r1d_retention *r) {
 static void prune(r1d_writer *w) {
   size_t n = 0;
   r1d_error err = {0};
-  r1d_db_prune(w->db, &w->opt.retention, &n, &err);
+  /* a failure (a delete needs free pages too) shows in the stats and in
+   * the db's health; the next round tries again */
+  int rc = r1d_db_prune(w->db, &w->opt.retention, &n, &err);
   pthread_mutex_lock(&w->mu);
   w->stats.pruned += n;
+  if (rc) w->stats.prune_errors++;
   pthread_mutex_unlock(&w->mu);
 }
 

@@ -37,6 +37,7 @@ typedef struct r1d_writer_options {
 typedef struct r1d_writer_stats {
   uint64_t ops, ops_failed, batches;
   uint64_t pruned;       /* interactions removed by retention */
+  uint64_t prune_errors; /* retention runs that failed */
   double commit_seconds; /* summed over batches */
   size_t queued;         /* waiting now */
 } r1d_writer_stats;

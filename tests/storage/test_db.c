@@ -316,6 +316,13 @@ static int put_blob(r1d_txn *t, void *arg, r1d_error *err) {
   return rc;
 }
 
+static int write_nothing(r1d_txn *t, void *arg, r1d_error *err) {
+  (void)t;
+  (void)arg;
+  (void)err;
+  return 0;
+}
+
 static void test_map_grows_then_fails_at_cap(void **state) {
   fixture *f = *state;
   /* start at 256 KiB, cap 2 MiB: 8 KiB values */
@@ -335,6 +342,10 @@ static void test_map_grows_then_fails_at_cap(void **state) {
   char msg[512];
   assert_int_equal(r1d_db_failing(db, msg, sizeof msg), 1);
   assert_non_null(strstr(msg, "storage full"));
+  assert_non_null(strstr(msg, "cap of 2048 KiB"));
+  /* a commit that stored nothing does not clear the failure */
+  assert_int_equal(r1d_db_write(db, write_nothing, NULL, &err), 0);
+  assert_int_equal(r1d_db_failing(db, NULL, 0), 1);
   assert_int_equal(r1d_db_stat(db, &st, &err), 0);
   assert_int_equal(st.map_size, 2 << 20);
   assert_int_equal(st.full, 1);
