@@ -32,8 +32,7 @@ static const command commands[] = {
      "rule-verifiable tasks: import, export, list, stats", NULL},
     {"logs", cmd_logs, cmd_logs_help,
      "logged interactions: `r1d logs export` as JSONL", NULL},
-    {"db", cmd_db, cmd_db_help,
-     "the data dir's database: `r1d db stat`", NULL},
+    {"db", cmd_db, cmd_db_help, "the data dir's database: `r1d db stat`", NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -134,8 +134,8 @@ typedef struct last_fb {
   uint64_t last;         /* its latest feedback's own key, 0: none */
 } last_fb;
 
-static int last_fb_of(void *arg, const void *key, size_t klen,
-                      const void *val, size_t vlen) {
+static int last_fb_of(void *arg, const void *key, size_t klen, const void *val,
+                      size_t vlen) {
   (void)val;
   (void)vlen;
   last_fb *l = arg;
