@@ -16,8 +16,8 @@ Metadata: the hyperparameters and the torch version.
 foreach=False pins torch's _single_tensor_adamw (the CPU default anyway),
 whose operation order rl/optim.c follows.
 
-Not run by `make test`. UNRUN so far (torch was not installed when this was
-written); run it and commit the fixture before a C test depends on it:
+Not run by `make test`; tests/rl/test_optim_torch.c reads the committed
+fixture. Rebuild with `make fixtures` (or the line below):
   build/venv-ref/bin/python tests/ref/make_optim_ref.py
 Deterministic: a seeded torch.Generator.
 """
