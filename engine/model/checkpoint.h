@@ -1,0 +1,25 @@
+/* checkpoint.h - writing trained weights as a Hugging Face model folder that
+ * `r1d serve` and transformers load: model.safetensors plus the source
+ * folder's config, generation config, tokenizer and chat-template files.
+ *
+ * Crash safety: everything is written into DIR.tmp-PID, each file fsynced,
+ * then the folder is renamed into place (an existing DIR is first renamed
+ * aside and removed only after the new one is in). A failure at any point
+ * (disk full, a missing source file) removes the temporary folder and
+ * leaves an existing DIR as it was. */
+#ifndef R1D_ENGINE_MODEL_CHECKPOINT_H
+#define R1D_ENGINE_MODEL_CHECKPOINT_H
+
+#include "../../common/status.h"
+#include "config.h"
+#include "weights.h"
+
+/* Writes w (shapes from cfg) as out_dir, copying config.json (required) and
+ * whichever of generation_config.json, tokenizer.json,
+ * tokenizer_config.json, special_tokens_map.json and chat_template.jinja
+ * exist in src_dir. bf16: store BF16 instead of F32. */
+int r1d_checkpoint_write(const char *src_dir, const r1d_config *cfg,
+                         const r1d_weights *w, int bf16, const char *out_dir,
+                         r1d_error *err);
+
+#endif
