@@ -311,18 +311,12 @@ int cmd_serve(int argc, char **argv) {
   uv_signal_init(&s->loop, &s->sig_hup);
   s->wake.data = s->tick.data = s->sig_term.data = s->sig_int.data =
       s->sig_hup.data = s;
-  if (r1d_server_storage_open(s, &err)) {
-    status = cli_report(&err);
-    shut_down(s);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&s->loop);
-    server_free(s);
-    return status;
-  }
   http_limits lim = {.max_body = (size_t)s->cfg.max_body,
                      .idle_timeout = 120,
                      .max_connections = 4096};
-  if (http_server_start(&s->loop, s->cfg.host, (int)s->cfg.port, &lim,
+  /* storage before listening: no request may arrive without it */
+  if (r1d_server_storage_open(s, &err) ||
+      http_server_start(&s->loop, s->cfg.host, (int)s->cfg.port, &lim,
                         s->cfg.cors_origins, r1d_server_handle,
                         on_exchange_done, s, &s->http, &err)) {
     status = cli_report(&err);

@@ -19,34 +19,7 @@
 #include "storage/interactions.h"
 #include "storage/writer.h"
 
-typedef struct fixture {
-  char dir[64];
-} fixture;
-
-static int setup(void **state) {
-  fixture *f = calloc(1, sizeof *f);
-  snprintf(f->dir, sizeof f->dir, "/tmp/r1d-test-ia-XXXXXX");
-  if (!mkdtemp(f->dir)) return -1;
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture *f = *state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  if (system(cmd) != 0) return -1;
-  free(f);
-  return 0;
-}
-
-static r1d_db *open_db(fixture *f, size_t map, size_t cap) {
-  r1d_db_options o = {.map_size = map, .map_max = cap, .no_sync = 1};
-  r1d_db *db = NULL;
-  r1d_error err = {0};
-  assert_int_equal(r1d_db_open(f->dir, &o, &db, &err), 0);
-  return db;
-}
+#include "db_fixture.h"
 
 static void test_response_ids(void **state) {
   (void)state;
