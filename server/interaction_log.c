@@ -136,10 +136,7 @@ int oai_call_log(oai_call *c, const char *status, int hold) {
     s->log_failed++;
     return 0;
   }
-  if (hold) {
-    c->log_req = r;
-    c->held = 1;
-  }
+  if (hold) c->log_req = r;
   return hold;
 }
 

@@ -73,15 +73,14 @@ typedef struct oai_call {
   int done;
   r1d_buf scratch_r, scratch_c;
   /* the interaction log (interaction_log.c) */
-  json_t *request;         /* the body as sent; NULL: not logged */
-  uint64_t key;            /* storage key, also in the id */
-  uint64_t weight_version; /* of the weights that answer */
-  char key_id[64];         /* the API key's id, "" when none */
-  double t_start, ttft;    /* monotonic; ttft < 0 until the first token */
-  int submitted;           /* the engine has (had) the request */
-  int held;                /* the final bytes wait for the commit */
-  int logged;              /* the record was queued (once per call) */
-  struct ilog_req *log_req;
+  json_t *request;          /* the body as sent; NULL: not logged */
+  uint64_t key;             /* storage key, also in the id */
+  uint64_t weight_version;  /* of the weights that answer */
+  char key_id[64];          /* the API key's id, "" when none */
+  double t_start, ttft;     /* monotonic; ttft < 0 until the first token */
+  int submitted;            /* the engine has (had) the request */
+  int logged;               /* the record was queued (once per call) */
+  struct ilog_req *log_req; /* non-NULL: the end waits for this commit */
 } oai_call;
 
 /* Response building (openai_response.c). */

@@ -231,7 +231,6 @@ static json_t *final_json(oai_call *c) {
 }
 
 void oai_call_send_final(oai_call *c) {
-  c->held = 0;
   if (c->ex) {
     if (c->p.stream) {
       if (c->error) {

@@ -321,7 +321,6 @@ static const char *path_tail(http_exchange *ex, const char *prefix) {
 typedef struct get_req {
   const char *id;
   char *json;
-  json_t *rec;
 } get_req;
 
 static int task_get_txn(r1d_txn *t, void *arg, r1d_error *err) {
@@ -369,7 +368,7 @@ void r1d_routes_admin_task(r1d_server *s, http_exchange *ex) {
     store_and_defer(s, ex, h);
     return;
   }
-  get_req g = {id, NULL, NULL};
+  get_req g = {id, NULL};
   r1d_error err = {0};
   int rc = r1d_db_read(s->db, task_get_txn, &g, &err);
   if (rc == R1D_ENOTFOUND) {
