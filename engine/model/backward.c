@@ -93,8 +93,13 @@ static void layer_backward(const r1d_train_model *tm,
   zero(p->dq, (size_t)n * qdim);
   zero(p->dk, (size_t)n * kvdim);
   zero(p->dv, (size_t)n * kvdim);
-  r1d_cpu_attention_backward(NULL, n, 0, c->num_heads, c->num_kv_heads, hd,
-                             a->q, a->k, a->v, p->datt, p->dq, p->dk, p->dv);
+  for (int d = 0; d < p->n_docs; d++) { /* per document, as the forward */
+    int s0 = p->doc_off[d], len = p->doc_off[d + 1] - s0;
+    size_t qo = (size_t)s0 * qdim, ko = (size_t)s0 * kvdim;
+    r1d_cpu_attention_backward(NULL, len, 0, c->num_heads, c->num_kv_heads, hd,
+                               a->q + qo, a->k + ko, a->v + ko, p->datt + qo,
+                               p->dq + qo, p->dk + ko, p->dv + ko);
+  }
   /* q, k were rotated in place: gradients before rope. datt is free again
    * and takes dq before the rotation. */
   zero(p->datt, (size_t)n * qdim);

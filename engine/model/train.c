@@ -237,6 +237,7 @@ static void plan_layout(const r1d_config *c, r1d_train_plan *p, carver *cv) {
   p->ids = carve(cv, n * sizeof(int32_t));
   p->targets = carve(cv, n * sizeof(int32_t));
   p->pos = carve(cv, n * sizeof(int32_t));
+  p->doc_off = carve(cv, (n + 1) * sizeof(int32_t));
   for (int l = 0; l < c->num_layers; l++) {
     r1d_train_layer_acts *a = &p->layers[l];
     a->x_in = carve_f(cv, hid);
@@ -275,7 +276,7 @@ size_t r1d_train_plan_bytes_per_token(const r1d_config *c) {
   size_t per_layer = 4 * h + 2 * q + 2 * k + 3 * in;
   size_t rest = 4 * h + 2 * q + 3 * k + 3 * in + c->vocab_size + 1;
   return sizeof(float) * (c->num_layers * per_layer + rest) +
-         3 * sizeof(int32_t);
+         4 * sizeof(int32_t);
 }
 
 int r1d_train_plan_create(const r1d_train_model *tm, int max_tokens,
@@ -307,8 +308,6 @@ int r1d_train_plan_create(const r1d_train_model *tm, int max_tokens,
   }
   carver cv = {.base = p->block};
   plan_layout(&tm->cfg, p, &cv);
-  for (int i = 0; i < max_tokens; i++)
-    p->pos[i] = i;
   *out = p;
   return R1D_OK;
 fail:
@@ -328,8 +327,9 @@ void r1d_train_plan_free(r1d_train_plan *plan) {
 /* One decoder layer: reads a->x_in, writes every other buffer of a and the
  * layer's output x_out [n, H]. */
 static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
-                          r1d_train_layer_acts *a, const int32_t *pos, int n,
-                          float *x_out) {
+                          r1d_train_layer_acts *a, const r1d_train_plan *p,
+                          int n, float *x_out) {
+  const int32_t *pos = p->pos;
   const r1d_config *c = &tm->cfg;
   int hid = c->hidden_size, hd = c->head_dim, inter = c->intermediate_size;
   int qdim = c->num_heads * hd, kvdim = c->num_kv_heads * hd;
@@ -348,8 +348,14 @@ static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
   }
   r1d_cpu_rope(NULL, n, c->num_heads, hd, pos, tm->inv_freq, a->q);
   r1d_cpu_rope(NULL, n, c->num_kv_heads, hd, pos, tm->inv_freq, a->k);
-  r1d_cpu_attention(NULL, n, 0, c->num_heads, c->num_kv_heads, hd, a->q, a->k,
-                    a->v, a->att);
+  /* each packed document attends only to itself: its rows are contiguous,
+   * so the causal kernel runs on each slice as on a sequence of its own */
+  for (int d = 0; d < p->n_docs; d++) {
+    int s0 = p->doc_off[d], len = p->doc_off[d + 1] - s0;
+    r1d_cpu_attention(NULL, len, 0, c->num_heads, c->num_kv_heads, hd,
+                      a->q + (size_t)s0 * qdim, a->k + (size_t)s0 * kvdim,
+                      a->v + (size_t)s0 * kvdim, a->att + (size_t)s0 * qdim);
+  }
   memcpy(a->x_mid, a->x_in, hid_bytes); /* x_mid = x_in + att Wo^T */
   r1d_cpu_matmul_nt(NULL, n, hid, qdim, a->att, w->o_w, 1.0f, a->x_mid);
 
@@ -366,6 +372,13 @@ static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
 int r1d_train_forward(r1d_train_model *tm, r1d_train_plan *plan,
                       const int32_t *ids, const int32_t *targets, int n,
                       float *loss, r1d_error *err) {
+  return r1d_train_forward_docs(tm, plan, ids, targets, n, &n, 1, loss, err);
+}
+
+int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
+                           const int32_t *ids, const int32_t *targets, int n,
+                           const int *doc_lens, int n_docs, float *loss,
+                           r1d_error *err) {
   if (!tm || !plan || plan->tm != tm)
     return r1d_fail(err, R1D_EINVAL,
                     "train forward: the plan was made for another model");
@@ -399,7 +412,32 @@ int r1d_train_forward(r1d_train_model *tm, r1d_train_plan *plan,
                     "would be undefined",
                     n);
 
+  if (!doc_lens || n_docs <= 0 || n_docs > n)
+    return r1d_fail(err, R1D_EINVAL,
+                    "train forward: need 1..%d documents (got %d)", n, n_docs);
+  long covered = 0;
+  for (int d = 0; d < n_docs; d++) {
+    if (doc_lens[d] <= 0)
+      return r1d_fail(err, R1D_EINVAL,
+                      "train forward: document %d has length %d (must be > 0)",
+                      d, doc_lens[d]);
+    covered += doc_lens[d];
+  }
+  if (covered != n)
+    return r1d_fail(err, R1D_EINVAL,
+                    "train forward: the documents' lengths sum to %ld, not "
+                    "the %d tokens",
+                    covered, n);
+
   plan->n = 0; /* the saved activations are being replaced */
+  plan->n_docs = n_docs;
+  plan->doc_off[0] = 0;
+  for (int d = 0; d < n_docs; d++) {
+    int s0 = plan->doc_off[d];
+    plan->doc_off[d + 1] = s0 + doc_lens[d];
+    for (int i = 0; i < doc_lens[d]; i++)
+      plan->pos[s0 + i] = i; /* positions restart in every document */
+  }
   memcpy(plan->ids, ids, (size_t)n * sizeof(int32_t));
   memcpy(plan->targets, targets, (size_t)n * sizeof(int32_t));
   int L = c->num_layers, hid = c->hidden_size, vocab = c->vocab_size;
@@ -409,8 +447,7 @@ int r1d_train_forward(r1d_train_model *tm, r1d_train_plan *plan,
                     plan->layers[0].x_in);
   for (int l = 0; l < L; l++) {
     float *x_out = l + 1 < L ? plan->layers[l + 1].x_in : plan->x_final;
-    layer_forward(tm, &tm->param.layers[l], &plan->layers[l], plan->pos, n,
-                  x_out);
+    layer_forward(tm, &tm->param.layers[l], &plan->layers[l], plan, n, x_out);
   }
   /* h_final [n, H] = rmsnorm(x_final); logits [n, V] = h_final Wlm^T */
   r1d_cpu_rmsnorm(NULL, n, hid, plan->x_final, tm->param.final_norm,

@@ -19,10 +19,11 @@
  *   logits = rmsnorm(x_L) Wlm^T ;  loss = mean over targets >= 0 of
  *            -log_softmax(logits[i])[targets[i]]
  *
- * One packed sequence per call: token i sits at position i and attends to
- * tokens 0..i. NOTE for packing several documents: a later version must add
- * document boundaries (positions restarting at 0 per document and attention
- * masked to the own document); today every token sees the whole prefix. */
+ * Padding-free packing: one call takes several documents laid end to end
+ * (r1d_train_forward_docs). Positions restart at 0 in every document and a
+ * token attends only to the tokens before it in its own document, so a pack
+ * computes exactly what separate sequences would (what transformers does
+ * with position_ids restarting per document and flash-attention varlen). */
 #ifndef R1D_ENGINE_MODEL_TRAIN_H
 #define R1D_ENGINE_MODEL_TRAIN_H
 
@@ -99,9 +100,10 @@ int r1d_train_optim_tensors(const r1d_train_model *tm, r1d_optim_tensor **out,
  * Backward scratch, per token (shared by all layers):
  *   dx H, dh H, dq Q, datt Q, dk K, dv K, dk_rot K, dgate I, dup I, dact I
  *                                             = 2H + 2Q + 3K + 3I
- * plus ids, targets and positions (3 int32) per token and one fixed
+ * plus ids, targets, positions and document offsets (4 int32) per token
+ * and one fixed
  * [R1D_TRAIN_LOGIT_CHUNK, V] block of logit gradients. So
- *   bytes/token = 4 * (L(4H + 2Q + 2K + 3I) + 4H + 2Q + 3K + 3I + V + 1) + 12
+ *   bytes/token = 4 * (L(4H + 2Q + 2K + 3I) + 4H + 2Q + 3K + 3I + V + 1) + 16
  * (r1d_train_plan_bytes_per_token). Nothing is recomputed. The full logits
  * [n, V] are kept because GRPO wants them (and target_logprob); for large
  * vocabularies a later version can compute them chunk by chunk. */
@@ -124,7 +126,10 @@ typedef struct r1d_train_plan {
   int max_tokens;
   int n;         /* tokens of the last forward; 0 = no forward yet */
   int n_counted; /* targets >= 0 in the last forward */
-  int32_t *ids, *targets, *pos; /* [max_tokens] copies; pos = 0..max-1 */
+  int32_t *ids, *targets, *pos; /* [max_tokens]; pos restarts per document */
+  int n_docs;                   /* documents of the last forward */
+  int32_t
+      *doc_off; /* [max_tokens + 1]: document d is rows [off[d], off[d+1]) */
   r1d_train_layer_acts *layers; /* [L] */
   float *x_final, *h_final;     /* [n, H] */
   float *logits;                /* [n, V] */
@@ -152,6 +157,16 @@ void r1d_train_plan_free(r1d_train_plan *plan);
 int r1d_train_forward(r1d_train_model *tm, r1d_train_plan *plan,
                       const int32_t *ids, const int32_t *targets, int n,
                       float *loss, r1d_error *err);
+
+/* r1d_train_forward over n_docs documents packed end to end: doc_lens[d] > 0
+ * tokens each, summing to n. Targets must not cross documents (the caller
+ * sets the last target of each document to -1 or to a token of its own).
+ * R1D_EINVAL for lengths that do not add up. r1d_train_forward is this with
+ * one document of n tokens. */
+int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
+                           const int32_t *ids, const int32_t *targets, int n,
+                           const int *doc_lens, int n_docs, float *loss,
+                           r1d_error *err);
 
 /* Backward of the last forward: ADDS grad_scale * d(loss)/d(param) to tm's
  * gradients (grad_scale = 1 for one step, 1/k when accumulating k

@@ -406,6 +406,84 @@ static void test_accumulation_and_ignored(void **state) {
   free(g1);
 }
 
+/* Two documents packed into one call compute what two separate calls do:
+ * the same logits row for row, the counted-weighted mean loss, and the
+ * gradient (c1 g1 + c2 g2) / (c1 + c2) of the two mean losses. */
+static void test_packed_documents(void **state) {
+  tiny *t = *state;
+  r1d_train_model *tm = t->tm;
+  size_t nf = tm->n_floats;
+  int vocab = tm->cfg.vocab_size;
+  enum { LEN_A = 15, LEN_B = N_TOK - LEN_A };
+  perturb(tm, 6);
+  int32_t targets[N_TOK];
+  memcpy(targets, t->targets, sizeof targets);
+  targets[LEN_A - 1] = -1; /* no target crosses into the next document */
+  targets[N_TOK - 1] = -1;
+  float *g_sep = calloc(nf, sizeof(float));
+  float *logits_sep = malloc((size_t)N_TOK * vocab * sizeof(float));
+  assert_non_null(g_sep);
+  assert_non_null(logits_sep);
+
+  /* separately: A then B, each the mean over its counted targets */
+  int counted_a = 0, counted_b = 0;
+  for (int i = 0; i < N_TOK; i++) {
+    if (targets[i] < 0) continue;
+    if (i < LEN_A)
+      counted_a++;
+    else
+      counted_b++;
+  }
+  r1d_train_zero_grad(tm);
+  float loss_a = loss_of(t, t->ids, targets, LEN_A);
+  memcpy(logits_sep, t->plan->logits, (size_t)LEN_A * vocab * sizeof(float));
+  grads_of(t, (float)counted_a / (counted_a + counted_b));
+  float loss_b = loss_of(t, t->ids + LEN_A, targets + LEN_A, LEN_B);
+  memcpy(logits_sep + (size_t)LEN_A * vocab, t->plan->logits,
+         (size_t)LEN_B * vocab * sizeof(float));
+  grads_of(t, (float)counted_b / (counted_a + counted_b));
+  memcpy(g_sep, tm->grads, nf * sizeof(float));
+
+  /* packed */
+  int lens[2] = {LEN_A, LEN_B};
+  float loss = NAN;
+  r1d_error err = {0};
+  r1d_train_zero_grad(tm);
+  assert_int_equal(r1d_train_forward_docs(tm, t->plan, t->ids, targets, N_TOK,
+                                          lens, 2, &loss, &err),
+                   0);
+  double want = (loss_a * counted_a + loss_b * counted_b) /
+                (double)(counted_a + counted_b);
+  print_message("  packed loss %.7f, separate %.7f and %.7f (want %.7f)\n",
+                loss, loss_a, loss_b, want);
+  assert_true(fabs(loss - want) <= 1e-6 * fabs(want));
+  double lscale = max_abs(logits_sep, (size_t)N_TOK * vocab);
+  for (size_t i = 0; i < (size_t)N_TOK * vocab; i++)
+    assert_true(fabs(t->plan->logits[i] - logits_sep[i]) <= 1e-5 * lscale);
+  grads_of(t, 1.0f);
+  double scale = max_abs(g_sep, nf);
+  assert_true(scale > 0.0);
+  for (size_t i = 0; i < nf; i++)
+    assert_true(fabs(tm->grads[i] - g_sep[i]) <= 1e-5 * scale);
+
+  /* the unpacked call differs: B's tokens then see A */
+  float loss_joined = loss_of(t, t->ids, targets, N_TOK);
+  assert_true(fabsf(loss_joined - loss) > 1e-6f * fabsf(loss));
+
+  /* lengths must cover the tokens exactly */
+  int bad[2] = {LEN_A, LEN_B - 1};
+  assert_int_equal(r1d_train_forward_docs(tm, t->plan, t->ids, targets, N_TOK,
+                                          bad, 2, &loss, &err),
+                   R1D_EINVAL);
+  assert_non_null(strstr(err.msg, "sum to"));
+  int zero[2] = {N_TOK, 0};
+  assert_int_equal(r1d_train_forward_docs(tm, t->plan, t->ids, targets, N_TOK,
+                                          zero, 2, &loss, &err),
+                   R1D_EINVAL);
+  free(g_sep);
+  free(logits_sep);
+}
+
 /* ---- 4: AdamW lowers the loss ---- */
 
 static void test_adamw_lowers_loss(void **state) {
@@ -515,6 +593,7 @@ int main(void) {
       cmocka_unit_test(test_forward_matches_inference),
       cmocka_unit_test(test_gradient_finite_differences),
       cmocka_unit_test(test_accumulation_and_ignored),
+      cmocka_unit_test(test_packed_documents),
       cmocka_unit_test(test_adamw_lowers_loss),
       cmocka_unit_test(test_bad_input),
   };
@@ -522,6 +601,7 @@ int main(void) {
       cmocka_unit_test(test_forward_matches_inference),
       cmocka_unit_test(test_gradient_finite_differences),
       cmocka_unit_test(test_accumulation_and_ignored),
+      cmocka_unit_test(test_packed_documents),
       cmocka_unit_test(test_adamw_lowers_loss),
       cmocka_unit_test(test_bad_input),
   };
