@@ -305,6 +305,103 @@ static int check_messages(const r1d_template *t, const r1d_chat_message *m,
   return 0;
 }
 
+/* ---- the reply a model generates after the generation prompt ----------- */
+
+/* An assistant message's thoughts and answer: reasoning_content when given,
+ * else a <think>...</think> block at the start of content (the opening tag
+ * may be missing: the R1 distills' prompt already holds it). */
+static void split_reply(const r1d_chat_message *m, span *reasoning,
+                        span *answer) {
+  span c = span_of(m->content);
+  *reasoning = (span){"", 0};
+  *answer = c;
+  if (m->reasoning_content) {
+    *reasoning = span_of(m->reasoning_content);
+  } else if (find_first(c, "</think>") >= 0) {
+    span before = before_first(c, "</think>");
+    *reasoning = find_first(before, "<think>") >= 0
+                     ? after_last(before, "<think>")
+                     : before;
+    *answer = after_last(c, "</think>");
+  }
+  *reasoning = rstrip_nl(lstrip_nl(*reasoning));
+  *answer = lstrip_nl(*answer);
+}
+
+static void put_think_block(buf *b, span reasoning, span answer) {
+  puts_(b, "<think>\n");
+  put_span(b, reasoning);
+  puts_(b, "\n</think>\n\n");
+  put_span(b, answer);
+}
+
+int r1d_template_render_reply(const r1d_template *t,
+                              const r1d_chat_message *reply, char **out,
+                              r1d_error *err) {
+  *out = NULL;
+  if (!reply || !reply->role || !reply->content ||
+      strcmp(reply->role, "assistant") != 0)
+    return r1d_fail(err, R1D_EINVAL,
+                    "chat template: a reply must be an assistant message");
+  span reasoning, answer;
+  split_reply(reply, &reasoning, &answer);
+  int thinks = reply->reasoning_content ||
+               find_first(span_of(reply->content), "</think>") >= 0;
+  buf b = {0};
+  switch (t->k->family) {
+  case FAM_DEEPSEEK:
+    if (t->k->think_prompt) { /* the prompt ended "<think>\n" */
+      put_span(&b, reasoning);
+      puts_(&b, "\n</think>\n\n");
+      put_span(&b, answer);
+    } else if (thinks) {
+      put_think_block(&b, reasoning, answer);
+    } else {
+      puts_(&b, reply->content);
+    }
+    puts_(&b, DS_EOS);
+    break;
+  case FAM_QWEN3: /* the last turn always shows its (maybe empty) thoughts */
+    put_think_block(&b, reasoning, answer);
+    puts_(&b, "<|im_end|>");
+    break;
+  case FAM_CHATML:
+    if (thinks)
+      put_think_block(&b, reasoning, answer);
+    else
+      puts_(&b, reply->content);
+    puts_(&b, "<|im_end|>");
+    break;
+  case FAM_LLAMA3:
+    if (thinks)
+      put_think_block(&b, reasoning, py_strip(answer));
+    else
+      put_span(&b, py_strip(span_of(reply->content)));
+    puts_(&b, "<|eot_id|>");
+    break;
+  case FAM_R1_ZERO: /* the paper's format after "Assistant:" */
+    if (thinks) {
+      puts_(&b, " <think> ");
+      put_span(&b, reasoning);
+      puts_(&b, " </think> <answer> ");
+      put_span(&b, py_strip(answer));
+      puts_(&b, " </answer>");
+    } else {
+      puts_(&b, " ");
+      puts_(&b, reply->content);
+    }
+    puts_(&b, t->eos);
+    break;
+  }
+  put(&b, "", 1);
+  if (b.oom) {
+    r1d_buf_free(&b.b);
+    return r1d_fail(err, R1D_ENOMEM, "chat template: out of memory");
+  }
+  *out = b.b.p;
+  return 0;
+}
+
 int r1d_template_render(const r1d_template *t, const r1d_chat_message *msgs,
                         size_t n, int add_generation_prompt, char **out,
                         r1d_error *err) {

@@ -64,6 +64,25 @@ int r1d_template_render(const r1d_template *t, const r1d_chat_message *msgs,
                         size_t n, int add_generation_prompt, char **out,
                         r1d_error *err);
 
+/* The text a model generates after r1d_template_render(..., 1) when its
+ * turn is `reply` (an assistant message): the thoughts, the answer and the
+ * end-of-turn token, as training targets (SFT). Thoughts come from
+ * reasoning_content or a <think>...</think> block at the start of content
+ * and are kept whole, unlike render(), which drops them from earlier turns:
+ *   r1-distill   "R\n</think>\n\nA<｜end▁of▁sentence｜>" (the prompt holds
+ *                "<think>\n")
+ *   deepseek-v3  content (or "<think>\nR\n</think>\n\nA") + EOS token
+ *   qwen3        "<think>\nR\n</think>\n\nA<|im_end|>" (R may be empty)
+ *   chatml       content (or the think block) + "<|im_end|>"
+ *   llama3*      content trimmed (or the think block) + "<|eot_id|>"
+ *   r1-zero      " <think> R </think> <answer> A </answer>" or " " + content,
+ *                then the eos string
+ * R and A have surrounding newlines removed. R1D_EINVAL if reply is not an
+ * assistant message. */
+int r1d_template_render_reply(const r1d_template *t,
+                              const r1d_chat_message *reply, char **out,
+                              r1d_error *err);
+
 /* Parses a JSON array of {"role", "content"[, "reasoning_content"]} from text.
  * content may be a string, null (""), or OpenAI text parts
  * [{"type": "text", "text": ...}] (concatenated); reasoning_content may also

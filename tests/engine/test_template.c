@@ -286,6 +286,61 @@ static void test_from_name(void **state) {
   assert_non_null(strstr(err.msg, "jinja"));
 }
 
+/* The reply of an assistant turn: what follows the generation prompt. Where
+ * a template shows the last turn whole (qwen3 after the last query, chatml,
+ * llama3, deepseek-v3 without thoughts), prompt + reply is the template's
+ * own rendering of the whole conversation (minus the turn's trailing "\n");
+ * r1-distill keeps the thoughts the full rendering would drop. */
+static void test_render_reply(void **state) {
+  (void)state;
+  r1d_error err = {0};
+  static const struct {
+    const char *kind, *eos, *content, *reasoning, *want, *tail;
+  } cases[] = {
+      {"qwen3", NULL, "A", "R", "<think>\nR\n</think>\n\nA<|im_end|>", "\n"},
+      {"qwen3", NULL, "<think>\nR\n</think>\n\nA", NULL,
+       "<think>\nR\n</think>\n\nA<|im_end|>", "\n"},
+      {"chatml", NULL, "A", NULL, "A<|im_end|>", "\n"},
+      {"llama3-instruct", NULL, " A \n", NULL, "A<|eot_id|>", ""},
+      {"deepseek-v3", NULL, "A", NULL, "A<｜end▁of▁sentence｜>", ""},
+      {"r1-distill", NULL, "A", "R", "R\n</think>\n\nA<｜end▁of▁sentence｜>",
+       NULL},
+      {"r1-distill", NULL, "<think>\nR\n</think>\n\nA", NULL,
+       "R\n</think>\n\nA<｜end▁of▁sentence｜>", NULL},
+      {"r1-distill", NULL, "R</think>A", NULL,
+       "R\n</think>\n\nA<｜end▁of▁sentence｜>", NULL},
+      {"r1-zero", "</s>", "A", "R",
+       " <think> R </think> <answer> A </answer></s>", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    r1d_template *t = NULL;
+    assert_int_equal(
+        r1d_template_from_name(cases[i].kind, NULL, cases[i].eos, &t, &err), 0);
+    r1d_chat_message m[] = {
+        {"user", "Q", NULL},
+        {"assistant", cases[i].content, cases[i].reasoning}};
+    char *reply = NULL;
+    assert_int_equal(r1d_template_render_reply(t, &m[1], &reply, &err), 0);
+    if (strcmp(reply, cases[i].want) != 0)
+      print_message("case %zu (%s): \"%s\"\n", i, cases[i].kind, reply);
+    assert_string_equal(reply, cases[i].want);
+    if (cases[i].tail) {
+      char *prompt = NULL, *whole = NULL, joined[512];
+      assert_int_equal(r1d_template_render(t, m, 1, 1, &prompt, &err), 0);
+      assert_int_equal(r1d_template_render(t, m, 2, 0, &whole, &err), 0);
+      snprintf(joined, sizeof joined, "%s%s%s", prompt, reply, cases[i].tail);
+      assert_string_equal(joined, whole);
+      free(prompt);
+      free(whole);
+    }
+    free(reply);
+    assert_int_equal(r1d_template_render_reply(t, &m[0], &reply, &err),
+                     R1D_EINVAL);
+    assert_null(reply);
+    r1d_template_free(t);
+  }
+}
+
 /* ---- folders written on the fly ------------------------------------------ */
 
 typedef struct tmpdir {
@@ -572,6 +627,7 @@ int main(void) {
       cmocka_unit_test(test_detection_and_tokens),
       cmocka_unit_test(test_llama31),
       cmocka_unit_test(test_from_name),
+      cmocka_unit_test(test_render_reply),
       cmocka_unit_test(test_config_shapes),
       cmocka_unit_test(test_llama31_recognition),
       cmocka_unit_test(test_load_dir_as),
