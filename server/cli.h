@@ -16,6 +16,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_tasks(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_db(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
 
 extern const char cmd_generate_help[];
 extern const char cmd_tokenize_help[];
@@ -25,6 +27,8 @@ extern const char cmd_serve_help[];
 extern const char cmd_tasks_help[];
 extern const char cmd_logs_help[];
 extern const char cmd_db_help[];
+extern const char cmd_sft_help[];
+extern const char cmd_pretrain_help[];
 
 /* Prints "r1d: <msg>" and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

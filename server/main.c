@@ -33,6 +33,10 @@ static const command commands[] = {
     {"logs", cmd_logs, cmd_logs_help,
      "logged interactions: `r1d logs export` as JSONL", NULL},
     {"db", cmd_db, cmd_db_help, "the data dir's database: `r1d db stat`", NULL},
+    {"sft", cmd_sft, cmd_sft_help,
+     "supervised fine-tuning on JSONL (messages or prompt/completion)", NULL},
+    {"pretrain", cmd_pretrain, cmd_pretrain_help,
+     "language-model training on text", NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@ static void remove_folder(const char *dir) {
   rmdir(dir);
 }
 
+void r1d_checkpoint_remove(const char *dir) {
+  remove_folder(dir);
+}
+
 static int fsync_path(const char *path, int flags) {
   int fd = open(path, flags | O_CLOEXEC);
   if (fd < 0) return -1;
@@ -54,7 +59,30 @@ static void parent_of(const char *path, char *out, size_t n) {
     snprintf(out, n, ".");
 }
 
-static int copy_files(const char *src_dir, const char *dst_dir,
+/* config.json with its dtype fields saying what model.safetensors holds, so
+ * that transformers' dtype="auto" loads the weights as stored. */
+static int write_config(const char *data, size_t len, const char *dst, int bf16,
+                        r1d_error *err) {
+  json_error_t jerr;
+  json_t *cfg = json_loadb(data, len, 0, &jerr);
+  if (!json_is_object(cfg)) {
+    json_decref(cfg);
+    return r1d_fail(err, R1D_EINVAL, "checkpoint: config.json: %s", jerr.text);
+  }
+  const char *dtype = bf16 ? "bfloat16" : "float32";
+  int rc = json_object_set_new(cfg, "torch_dtype", json_string(dtype));
+  if (rc == 0 && json_object_get(cfg, "dtype"))
+    rc = json_object_set_new(cfg, "dtype", json_string(dtype));
+  char *text =
+      rc == 0 ? json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(cfg);
+  if (!text) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+  rc = r1d_write_file_atomic(dst, text, strlen(text), err);
+  free(text);
+  return rc;
+}
+
+static int copy_files(const char *src_dir, const char *dst_dir, int bf16,
                       r1d_error *err) {
   for (int i = 0; i < N_COPIED; i++) {
     char *src = r1d_path_join(src_dir, copied_files[i]);
@@ -64,7 +92,9 @@ static int copy_files(const char *src_dir, const char *dst_dir,
       char *data = NULL;
       size_t len = 0;
       rc = r1d_read_file(src, &data, &len, err);
-      if (rc == 0) rc = r1d_write_file_atomic(dst, data, len, err);
+      if (rc == 0)
+        rc = i == 0 ? write_config(data, len, dst, bf16, err)
+                    : r1d_write_file_atomic(dst, data, len, err);
       free(data);
     } else if (rc == 0 && i == 0) {
       rc = r1d_fail(err, R1D_ENOTFOUND,
@@ -80,6 +110,28 @@ static int copy_files(const char *src_dir, const char *dst_dir,
 int r1d_checkpoint_write(const char *src_dir, const r1d_config *cfg,
                          const r1d_weights *w, int bf16, const char *out_dir,
                          r1d_error *err) {
+  return r1d_checkpoint_write_extra(src_dir, cfg, w, bf16, NULL, 0, out_dir,
+                                    err);
+}
+
+static int write_extras(const char *dir, const r1d_checkpoint_file *extra,
+                        int n_extra, r1d_error *err) {
+  for (int i = 0; i < n_extra; i++) {
+    if (!extra[i].name || strchr(extra[i].name, '/') || !extra[i].name[0])
+      return r1d_fail(err, R1D_EINVAL, "checkpoint: bad extra file name");
+    char *path = r1d_path_join(dir, extra[i].name);
+    if (!path) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+    int rc = r1d_write_file_atomic(path, extra[i].data, extra[i].len, err);
+    free(path);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int r1d_checkpoint_write_extra(const char *src_dir, const r1d_config *cfg,
+                               const r1d_weights *w, int bf16,
+                               const r1d_checkpoint_file *extra, int n_extra,
+                               const char *out_dir, r1d_error *err) {
   char tmp[4096], old[4096], parent[4096];
   int n = snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out_dir, (long)getpid());
   int m = snprintf(old, sizeof old, "%s.old-%ld", out_dir, (long)getpid());
@@ -90,7 +142,8 @@ int r1d_checkpoint_write(const char *src_dir, const r1d_config *cfg,
   if (mkdir(tmp, 0755) != 0)
     return r1d_fail(err, R1D_EIO, "checkpoint: %s: %s", tmp, strerror(errno));
   int rc = r1d_weights_save(tmp, cfg, w, bf16, err);
-  if (rc == 0) rc = copy_files(src_dir, tmp, err);
+  if (rc == 0) rc = copy_files(src_dir, tmp, bf16, err);
+  if (rc == 0) rc = write_extras(tmp, extra, n_extra, err);
   if (rc == 0 && fsync_path(tmp, O_RDONLY | O_DIRECTORY) != 0)
     rc = r1d_fail(err, R1D_EIO, "checkpoint: fsync %s: %s", tmp,
                   strerror(errno));

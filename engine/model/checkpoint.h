@@ -10,16 +10,35 @@
 #ifndef R1D_ENGINE_MODEL_CHECKPOINT_H
 #define R1D_ENGINE_MODEL_CHECKPOINT_H
 
+#include <stddef.h>
+
 #include "../../common/status.h"
 #include "config.h"
 #include "weights.h"
 
-/* Writes w (shapes from cfg) as out_dir, copying config.json (required) and
+/* Writes w (shapes from cfg) as out_dir, with the source's config.json
+ * (required; its torch_dtype set to what the weights are stored as) and
  * whichever of generation_config.json, tokenizer.json,
  * tokenizer_config.json, special_tokens_map.json and chat_template.jinja
  * exist in src_dir. bf16: store BF16 instead of F32. */
 int r1d_checkpoint_write(const char *src_dir, const r1d_config *cfg,
                          const r1d_weights *w, int bf16, const char *out_dir,
                          r1d_error *err);
+
+/* A file written into the checkpoint folder beside the weights (trainer
+ * state, optimizer moments), under the same crash safety. */
+typedef struct r1d_checkpoint_file {
+  const char *name; /* a plain file name */
+  const void *data;
+  size_t len;
+} r1d_checkpoint_file;
+
+int r1d_checkpoint_write_extra(const char *src_dir, const r1d_config *cfg,
+                               const r1d_weights *w, int bf16,
+                               const r1d_checkpoint_file *extra, int n_extra,
+                               const char *out_dir, r1d_error *err);
+
+/* Removes a checkpoint folder (its files, then itself); quiet. */
+void r1d_checkpoint_remove(const char *dir);
 
 #endif

@@ -1,6 +1,7 @@
 /* test_checkpoint.c - trained weights written as a model folder: it loads
  * back with every tensor bit-identical (fp32) or rounded as bf16, carries
- * the source's config and tokenizer files byte for byte, replaces an
+ * the source's tokenizer files byte for byte and its config with torch_dtype
+ * saying how the weights are stored, replaces an
  * existing checkpoint whole, and a failed write leaves the previous one as
  * it was with no temporary folder behind. */
 #include <math.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <jansson.h>
 
 #include "common/file.h"
 #include "engine/model/checkpoint.h"
@@ -102,6 +105,25 @@ static int exists(const char *path) {
   return stat(path, &st) == 0;
 }
 
+/* The written config.json is the source's with torch_dtype naming what
+ * model.safetensors holds. */
+static void expect_config(fixture *f, const char *dtype) {
+  size_t a, b;
+  char *x = slurp(f->src, "config.json", &a),
+       *y = slurp(f->out, "config.json", &b);
+  json_t *src = json_loadb(x, a, 0, NULL), *out = json_loadb(y, b, 0, NULL);
+  assert_non_null(src);
+  assert_non_null(out);
+  assert_string_equal(json_string_value(json_object_get(out, "torch_dtype")),
+                      dtype);
+  json_object_set_new(src, "torch_dtype", json_string(dtype));
+  assert_true(json_equal(src, out));
+  json_decref(src);
+  json_decref(out);
+  free(x);
+  free(y);
+}
+
 static void test_write_reload_replace_and_fail(void **state) {
   fixture *f = *state;
   r1d_error err = {0};
@@ -112,9 +134,10 @@ static void test_write_reload_replace_and_fail(void **state) {
       r1d_checkpoint_write(f->src, &f->tm->cfg, &f->tm->param, 0, f->out, &err),
       0);
   expect_weights(f, f->out, 0);
-  const char *same[] = {"config.json", "generation_config.json",
-                        "tokenizer.json", "tokenizer_config.json"};
-  for (int i = 0; i < 4; i++) {
+  expect_config(f, "float32");
+  const char *same[] = {"generation_config.json", "tokenizer.json",
+                        "tokenizer_config.json"};
+  for (int i = 0; i < 3; i++) {
     size_t a, b;
     char *x = slurp(f->src, same[i], &a), *y = slurp(f->out, same[i], &b);
     assert_int_equal(a, b);
@@ -148,6 +171,7 @@ static void test_write_reload_replace_and_fail(void **state) {
       r1d_checkpoint_write(f->src, &f->tm->cfg, &f->tm->param, 1, f->out, &err),
       0);
   expect_weights(f, f->out, 1);
+  expect_config(f, "bfloat16");
   char old[160];
   snprintf(old, sizeof old, "%s.old-%ld", f->out, (long)getpid());
   assert_false(exists(old));

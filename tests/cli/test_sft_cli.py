@@ -1,0 +1,194 @@
+"""`r1d sft` and `r1d pretrain` on the tiny random model: data formats and bad
+lines, the checkpoint folder (loadable by `r1d generate`), exact resume, the
+NaN stop, eval split, pretraining on text, argument errors."""
+import json
+import shutil
+import struct
+from pathlib import Path
+
+from conftest import read_json, run
+
+BASE = ["--max-len", "128", "--max-tokens", "256", "--lr", "1e-3", "--threads", "2"]
+
+
+def sft_rows(n=48):
+    rows = []
+    for i in range(n):
+        a, b = 3 + i % 11, 5 + (i * 7) % 13
+        if i % 3 == 0:
+            rows.append({"prompt": f"What is {a} + {b}?", "completion": f" {a + b}"})
+        else:
+            rows.append({"messages": [
+                {"role": "user", "content": f"What is {a} + {b}?"},
+                {"role": "assistant", "reasoning_content": f"{a} plus {b} is {a + b}.",
+                 "content": f"The answer is {a + b}."}]})
+    return [json.dumps(r) for r in rows]
+
+
+def write_data(path, lines):
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def metrics(out):
+    lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    train = {m["step"]: m["loss"] for m in lines if "loss" in m}
+    evals = {m["step"]: m["eval_loss"] for m in lines if "eval_loss" in m}
+    return train, evals
+
+
+def test_sft_trains_reports_and_writes_a_loadable_checkpoint(tiny_model, tmp_path):
+    lines = sft_rows()
+    lines.insert(4, "{not json")
+    lines.insert(7, json.dumps({"messages": [{"role": "user", "content": "no reply"}]}))
+    data = write_data(tmp_path / "d.jsonl", lines)
+    out = tmp_path / "out"
+    p = run(["sft", "--model", str(tiny_model), "--data", data, "--out", str(out),
+             "--epochs", "3", "--eval-split", "0.1", "--save-every", "5", "--save-limit", "2"] + BASE)
+    assert p.returncode == 0, p.err
+    # bad lines by number, then the counts
+    assert f"{data}:5: invalid JSON" in p.err
+    assert f"{data}:8: the conversation must end with an assistant message" in p.err
+    assert "2 bad lines skipped" in p.err
+    train, evals = metrics(p.out)
+    steps = sorted(train)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 6
+    assert train[steps[-1]] < train[1] - 0.5  # it learns
+    assert steps[-1] in evals
+    # the newest two checkpoints are kept; last points to the final one
+    names = sorted(d.name for d in out.iterdir() if d.name.startswith("checkpoint-"))
+    assert len(names) == 2
+    last = (out / "last").resolve()
+    assert last.name == f"checkpoint-{steps[-1]}"
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+              "trainer_state.json", "optimizer.bin"]:
+        assert (last / f).is_file(), f
+    state = read_json(last / "trainer_state.json")
+    assert state["step"] == steps[-1] and state["kind"] == "sft"
+    assert abs(state["loss"] - train[steps[-1]]) < 1e-6
+    assert not list(out.glob("*.tmp-*"))
+    # metrics.jsonl holds the same lines as stdout
+    assert metrics((out / "metrics.jsonl").read_text()) == (train, evals)
+    # r1d itself loads the result
+    g = run(["generate", "--model", str(out / "last"), "--prompt", "What is 3 + 5?",
+             "--max-tokens", "8", "--temperature", "0"])
+    assert g.returncode == 0, g.err
+
+
+def test_exact_resume_replays_the_same_losses(tiny_model, tmp_path):
+    data = write_data(tmp_path / "d.jsonl", sft_rows())
+    args = ["sft", "--model", str(tiny_model), "--data", data, "--epochs", "2",
+            "--grad-accum", "2", "--save-every", "3", "--eval-split", "0.1"] + BASE
+    a = run(args + ["--out", str(tmp_path / "a")], check=True)
+    full_train, full_eval = metrics(a.out)
+    # a run that stopped after step 3: its checkpoint, then --resume
+    b_out = tmp_path / "b"
+    b_out.mkdir()
+    shutil.copytree(tmp_path / "a" / "checkpoint-3", b_out / "checkpoint-3")
+    (b_out / "last").symlink_to("checkpoint-3")
+    b = run(args + ["--out", str(b_out), "--resume"], check=True)
+    assert "resuming from" in b.err
+    train, evals = metrics(b.out)
+    assert min(train) == 4 and max(train) == max(full_train)
+    for step, loss in train.items():
+        assert loss == full_train[step], (step, loss, full_train[step])
+    for step, loss in evals.items():
+        assert loss == full_eval[step]
+    # resuming with other data is refused, naming what differs
+    other = write_data(tmp_path / "o.jsonl", sft_rows(30))
+    c = run(args[:4] + [other] + args[5:] + ["--out", str(b_out), "--resume"])
+    assert c.returncode == 2 and "resume: docs differs" in c.err
+
+
+def poison(model_dir, tensor="model.norm.weight"):
+    """Writes a NaN into one tensor of model.safetensors (F32)."""
+    path = Path(model_dir) / "model.safetensors"
+    raw = bytearray(path.read_bytes())
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    start = header[tensor]["data_offsets"][0]
+    assert header[tensor]["dtype"] == "F32"
+    raw[8 + n + start:8 + n + start + 4] = struct.pack("<f", float("nan"))
+    path.write_bytes(bytes(raw))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_model, model_copy, tmp_path):
+    data = write_data(tmp_path / "d.jsonl", sft_rows(24))
+    poison(model_copy)
+    out = tmp_path / "out"
+    p = run(["sft", "--model", str(model_copy), "--data", data, "--out", str(out)] + BASE)
+    assert p.returncode == 1
+    assert "step 1: the loss is nan; stopped" in p.err and "no checkpoint" in p.err
+    assert not list(out.glob("checkpoint-*"))
+    # from a good checkpoint whose weights then go bad: the run names it and
+    # leaves it (and last) as they were
+    good = tmp_path / "good"
+    run(["sft", "--model", str(tiny_model), "--data", data, "--out", str(good),
+         "--max-steps", "2"] + BASE, check=True)
+    ck = good / "checkpoint-2"
+    before = (ck / "model.safetensors").read_bytes()
+    poison(ck)
+    p = run(["sft", "--model", str(tiny_model), "--data", data, "--out", str(good),
+             "--max-steps", "4", "--resume"] + BASE)
+    assert p.returncode == 1
+    assert "step 3: the loss is nan" in p.err and str(ck) in p.err
+    assert (good / "last").resolve() == ck.resolve()
+    assert not (good / "checkpoint-3").exists()
+    assert len(before) == len((ck / "model.safetensors").read_bytes())
+
+
+def test_strict_and_truncation(tiny_model, tmp_path):
+    lines = sft_rows(12)
+    lines.insert(2, "[1, 2]")
+    data = write_data(tmp_path / "d.jsonl", lines)
+    p = run(["sft", "--model", str(tiny_model), "--data", data, "--out", str(tmp_path / "s"),
+             "--strict"] + BASE)
+    assert p.returncode == 2
+    assert f"{data}:3: a line must be a JSON object" in p.err
+    assert not (tmp_path / "s" / "last").exists()
+    long = [json.dumps({"prompt": "go", "completion": " " + "x y z " * 60})]
+    data = write_data(tmp_path / "l.jsonl", long + sft_rows(6))
+    p = run(["sft", "--model", str(tiny_model), "--data", data, "--out", str(tmp_path / "t"),
+             "--max-steps", "1"] + BASE)
+    assert p.returncode == 0, p.err
+    assert "1 truncated" in p.err
+
+
+def test_pretrain_on_text(tiny_model, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 60, encoding="utf-8")
+    out = tmp_path / "p"
+    p = run(["pretrain", "--model", str(tiny_model), "--text", str(text), "--out", str(out),
+             "--max-len", "64", "--epochs", "4", "--lr", "3e-3", "--threads", "2"])
+    assert p.returncode == 0, p.err
+    assert "0 truncated" in p.err  # split, not cut
+    train, _ = metrics(p.out)
+    assert train[max(train)] < train[1] - 1.0
+    assert read_json(out / "last" / "trainer_state.json")["kind"] == "pretrain"
+    bad = write_data(tmp_path / "b.jsonl", [json.dumps({"prompt": "a", "completion": "b"})])
+    p = run(["pretrain", "--model", str(tiny_model), "--data", bad, "--out", str(out)])
+    assert p.returncode == 2 and "pretraining takes" in p.err
+
+
+def test_argument_errors(tiny_model, tmp_path):
+    data = write_data(tmp_path / "d.jsonl", sft_rows(6))
+    m = ["--model", str(tiny_model)]
+    cases = [
+        (["sft"] + m + ["--data", data], "--out DIR is required"),
+        (["sft"] + m + ["--out", str(tmp_path / "o")], "--data FILE.jsonl is required"),
+        (["sft"] + m + ["--data", data, "--out", "x", "--lr", "fast"], "--lr: expected a number"),
+        (["sft"] + m + ["--data", data, "--out", "x", "--schedule", "step"], "cosine or constant"),
+        (["sft"] + m + ["--data", data, "--out", "x", "--max-len", "64", "--max-tokens", "32"],
+         "below --max-len"),
+        (["sft"] + m + ["--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")],
+         "missing.jsonl"),
+        (["pretrain"] + m + ["--out", "x"], "one of --text FILE or --data"),
+    ]
+    for args, says in cases:
+        p = run(args)
+        assert p.returncode == 2, (args, p.err)
+        assert says in p.err, (args, p.err)
+        assert len(p.err.strip().splitlines()) == 1, p.err
+    empty = write_data(tmp_path / "e.jsonl", ["{\"x\": 1}"])
+    p = run(["sft"] + m + ["--data", empty, "--out", str(tmp_path / "o")])
+    assert p.returncode == 2 and "no usable training example" in p.err
