@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/file.h"
+#include "common/sha256.h"
 #include "common/status.h"
 
 static void test_fail_formats_message(void **state) {
@@ -107,9 +108,70 @@ static void test_mkdir_p(void **state) {
   free(deep);
 }
 
+static void expect_sha256(const void *data, size_t len, const char *want) {
+  unsigned char d[R1D_SHA256_BYTES];
+  char hex[R1D_SHA256_HEX + 1];
+  r1d_sha256(data, len, d);
+  r1d_sha256_hex(d, hex);
+  assert_string_equal(hex, want);
+}
+
+/* FIPS 180-4 / NIST example vectors, and lengths around the padding edge
+ * (55 bytes fit one block, 56 need two) fed in pieces of every size. */
+static void test_sha256_vectors(void **state) {
+  (void)state;
+  expect_sha256(
+      "", 0,
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  expect_sha256(
+      "abc", 3,
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  expect_sha256(
+      two, strlen(two),
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  size_t n = 1000000;
+  char *a = malloc(n);
+  assert_non_null(a);
+  memset(a, 'a', n);
+  expect_sha256(
+      a, n, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  /* streaming in uneven pieces gives the one-call digest */
+  unsigned char whole[R1D_SHA256_BYTES], parts[R1D_SHA256_BYTES];
+  for (size_t len = 50; len <= 130; len++) {
+    r1d_sha256(a, len, whole);
+    for (size_t piece = 1; piece <= 70; piece += 23) {
+      r1d_sha256_ctx s;
+      r1d_sha256_init(&s);
+      for (size_t off = 0; off < len; off += piece)
+        r1d_sha256_update(&s, a + off, len - off < piece ? len - off : piece);
+      r1d_sha256_final(&s, parts);
+      assert_memory_equal(whole, parts, sizeof whole);
+    }
+  }
+  /* the file reader agrees and reports the size */
+  char path[] = "/tmp/r1d-sha-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, a, n), (ssize_t)n);
+  close(fd);
+  char hex[R1D_SHA256_HEX + 1];
+  uint64_t bytes = 0;
+  r1d_error err = {0};
+  assert_int_equal(r1d_sha256_file(path, hex, &bytes, &err), 0);
+  assert_string_equal(
+      hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  assert_int_equal(bytes, n);
+  unlink(path);
+  assert_int_equal(r1d_sha256_file(path, hex, NULL, &err), R1D_EIO);
+  assert_non_null(strstr(err.msg, path));
+  free(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fail_formats_message),
+      cmocka_unit_test(test_sha256_vectors),
       cmocka_unit_test(test_path_join),
       cmocka_unit_test(test_atomic_write_and_read),
       cmocka_unit_test(test_read_missing_names_file),

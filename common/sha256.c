@@ -1,0 +1,146 @@
+/* sha256.c - SHA-256 after FIPS 180-4 section 6.2: 64-byte blocks, the
+ * message padded with 0x80, zeros and its bit length (big-endian). */
+#include "sha256.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const uint32_t sha256_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
+    0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
+    0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t rotr32(uint32_t x, int n) {
+  return (x >> n) | (x << (32 - n));
+}
+
+static void sha256_block(uint32_t h[8], const unsigned char *p) {
+  uint32_t w[64];
+  for (int i = 0; i < 16; i++)
+    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+           (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+  for (int i = 16; i < 64; i++) {
+    uint32_t s0 = rotr32(w[i - 15], 7) ^ rotr32(w[i - 15], 18) ^ w[i - 15] >> 3;
+    uint32_t s1 = rotr32(w[i - 2], 17) ^ rotr32(w[i - 2], 19) ^ w[i - 2] >> 10;
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  uint32_t a = h[0], b = h[1], c = h[2], d = h[3];
+  uint32_t e = h[4], f = h[5], g = h[6], hh = h[7];
+  for (int i = 0; i < 64; i++) {
+    uint32_t t1 = hh + (rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25)) +
+                  ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
+    uint32_t t2 = (rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22)) +
+                  ((a & b) ^ (a & c) ^ (b & c));
+    hh = g;
+    g = f;
+    f = e;
+    e = d + t1;
+    d = c;
+    c = b;
+    b = a;
+    a = t1 + t2;
+  }
+  h[0] += a, h[1] += b, h[2] += c, h[3] += d;
+  h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
+}
+
+void r1d_sha256_init(r1d_sha256_ctx *s) {
+  static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372,
+                                 0xa54ff53a, 0x510e527f, 0x9b05688c,
+                                 0x1f83d9ab, 0x5be0cd19};
+  memcpy(s->h, iv, sizeof iv);
+  s->bytes = 0;
+  s->fill = 0;
+}
+
+void r1d_sha256_update(r1d_sha256_ctx *s, const void *data, size_t len) {
+  const unsigned char *p = data;
+  s->bytes += len;
+  if (s->fill) {
+    size_t take = 64 - s->fill < len ? 64 - s->fill : len;
+    memcpy(s->block + s->fill, p, take);
+    s->fill += take, p += take, len -= take;
+    if (s->fill < 64) return;
+    sha256_block(s->h, s->block);
+    s->fill = 0;
+  }
+  for (; len >= 64; p += 64, len -= 64)
+    sha256_block(s->h, p);
+  memcpy(s->block, p, len);
+  s->fill = len;
+}
+
+void r1d_sha256_final(r1d_sha256_ctx *s, unsigned char out[R1D_SHA256_BYTES]) {
+  uint64_t bits = s->bytes * 8;
+  s->block[s->fill++] = 0x80;
+  if (s->fill > 56) { /* no room for the length: one more block */
+    memset(s->block + s->fill, 0, 64 - s->fill);
+    sha256_block(s->h, s->block);
+    s->fill = 0;
+  }
+  memset(s->block + s->fill, 0, 56 - s->fill);
+  for (int i = 0; i < 8; i++)
+    s->block[63 - i] = (unsigned char)(bits >> (8 * i));
+  sha256_block(s->h, s->block);
+  for (int i = 0; i < 8; i++)
+    for (int j = 0; j < 4; j++)
+      out[4 * i + j] = (unsigned char)(s->h[i] >> (24 - 8 * j));
+  explicit_bzero(s, sizeof *s);
+}
+
+void r1d_sha256(const void *data, size_t len,
+                unsigned char out[R1D_SHA256_BYTES]) {
+  r1d_sha256_ctx s;
+  r1d_sha256_init(&s);
+  r1d_sha256_update(&s, data, len);
+  r1d_sha256_final(&s, out);
+}
+
+void r1d_sha256_hex(const unsigned char digest[R1D_SHA256_BYTES],
+                    char out[R1D_SHA256_HEX + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < R1D_SHA256_BYTES; i++) {
+    out[2 * i] = hex[digest[i] >> 4];
+    out[2 * i + 1] = hex[digest[i] & 15];
+  }
+  out[R1D_SHA256_HEX] = 0;
+}
+
+int r1d_sha256_file(const char *path, char out[R1D_SHA256_HEX + 1],
+                    uint64_t *bytes, r1d_error *err) {
+  enum { PIECE = 1 << 20 };
+  FILE *f = fopen(path, "rb");
+  if (!f) return r1d_fail(err, R1D_EIO, "%s: %s", path, strerror(errno));
+  unsigned char *buf = malloc(PIECE);
+  if (!buf) {
+    fclose(f);
+    return r1d_fail(err, R1D_ENOMEM, "out of memory hashing %s", path);
+  }
+  r1d_sha256_ctx s;
+  r1d_sha256_init(&s);
+  size_t got;
+  while ((got = fread(buf, 1, PIECE, f)) > 0)
+    r1d_sha256_update(&s, buf, got);
+  int bad = ferror(f);
+  int saved = errno;
+  fclose(f);
+  free(buf);
+  uint64_t n = s.bytes;
+  unsigned char digest[R1D_SHA256_BYTES];
+  r1d_sha256_final(&s, digest);
+  if (bad)
+    return r1d_fail(err, R1D_EIO, "%s: read failed: %s", path, strerror(saved));
+  r1d_sha256_hex(digest, out);
+  if (bytes) *bytes = n;
+  return 0;
+}
