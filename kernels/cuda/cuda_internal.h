@@ -121,4 +121,58 @@ void r1d_cu_sample(void *ctx, int n, int vocab, const float *logits,
                    const float *top_p, const float *min_p, const float *u,
                    int32_t *token, float *logprob);
 
+/* ---- cuda_backward.cu: training gradients ----
+ * Twins of kernels/cpu/cpu_backward.h, same contracts (gradients accumulate
+ * with +=, NULL skips, deterministic: no atomics, fixed summation orders);
+ * every buffer is device memory. Differences: linear_backward's w is fp32
+ * (the trainer's master weights, not the bf16 serving copy); cross_entropy's
+ * loss (one float) and target_logprob are device buffers. Not yet in the
+ * ops table. */
+void r1d_cu_linear_backward(void *ctx, int m, int n, int k, const float *x,
+                            const float *w, const float *dy, float *dx,
+                            float *dw, float *db);
+void r1d_cu_embedding_backward(void *ctx, int n, const int32_t *ids, int dim,
+                               const float *dout, float *dtable);
+void r1d_cu_rmsnorm_backward(void *ctx, int n, int dim, const float *x,
+                             const float *w, float eps, const float *dout,
+                             float *dx, float *dw);
+void r1d_cu_rope_backward(void *ctx, int n, int n_heads, int head_dim,
+                          const int32_t *pos, const float *inv_freq,
+                          const float *dout, float *dx);
+void r1d_cu_attention_backward(void *ctx, int n, int start, int n_heads,
+                               int n_kv_heads, int head_dim, const float *q,
+                               const float *k, const float *v,
+                               const float *dout, float *dq, float *dk,
+                               float *dv);
+void r1d_cu_swiglu_backward(void *ctx, size_t n, const float *gate,
+                            const float *up, const float *dout, float *dgate,
+                            float *dup);
+void r1d_cu_cross_entropy(void *ctx, int n, int vocab, const float *logits,
+                          const int32_t *targets, float grad_scale, float *loss,
+                          float *target_logprob, float *dlogits);
+
+/* ---- cuda_optim.cu: AdamW ----
+ * The fp32 scalars of one step, as rl/optim.c rounds them from double. */
+typedef struct r1d_cu_adamw_scalars {
+  float decay_factor;  /* 1 - lr * wd */
+  float one_minus_b1;  /* 1 - beta1 */
+  float beta2;         /* beta2 */
+  float one_minus_b2;  /* 1 - beta2 */
+  float bc2_sqrt;      /* sqrt(1 - beta2^t) */
+  float eps;           /* eps */
+  float neg_step_size; /* -lr / (1 - beta1^t) */
+  int weight_decay_on; /* weight_decay != 0 */
+} r1d_cu_adamw_scalars;
+/* Host only: the scalars of step `step` (the new step count, 1 first). */
+void r1d_cu_adamw_scalars_for_step(double lr, double beta1, double beta2,
+                                   double eps, double weight_decay, long step,
+                                   r1d_cu_adamw_scalars *s);
+/* One AdamW step of one tensor, as r1d_optim_step does it: param, grad, m,
+ * v [n] fp32 device buffers (param, m, v updated in place); decay: the
+ * tensor is in the weight-decay group; param_bf16 [n] (bf16, device) gets
+ * the updated param too, or NULL. */
+void r1d_cu_adamw(void *ctx, size_t n, const r1d_cu_adamw_scalars *s, int decay,
+                  float *param, const float *grad, float *m, float *v,
+                  void *param_bf16);
+
 #endif
