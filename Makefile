@@ -3,8 +3,8 @@
 #               default model (http://127.0.0.1:8000; PORT=, HOST= override)
 #   make test   install what is missing, build, run every test (also under
 #               ASan+UBSan)
-# Both are idempotent. Other targets: build, install, bench, bench-server,
-# bench-storage, fixtures, format, clean.
+# Both are idempotent. Other targets: build, install, bench, bench-train,
+# bench-server, bench-storage, fixtures, format, clean.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -22,7 +22,7 @@ MESON_OPTS ?=
 export PATH := $(PATH):/usr/local/cuda/bin
 CUDA       ?= $(if $(shell command -v nvcc),enabled,disabled)
 
-.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-server bench-storage gpu-check fixtures format clean
+.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-train bench-server bench-storage gpu-check fixtures format clean
 
 all: build
 
@@ -92,6 +92,11 @@ bench: build $(REF_VENV)/.stamp
 	$(REF_VENV)/bin/python bench/bench_tokenizer_py.py $(BUILD)/bench-texts
 	$(REF_VENV)/bin/python bench/bench_model.py --r1d $(BUILD)/r1d --repeat 3
 	$(BUILD)/bench/bench_engine --shape small --threads 2 --prompt 256 --gen 64 --conc 1,8,32
+
+# Training: r1d pretrain against PyTorch eager (transformers), same model,
+# batch and threads, in one run.
+bench-train: build $(REF_VENV)/.stamp
+	$(REF_VENV)/bin/python bench/bench_train.py --r1d $(BUILD)/r1d
 
 # The HTTP server against the engine alone, same requests, same run.
 bench-server: build $(VENV)/.stamp $(MODEL)/config.json
