@@ -200,35 +200,6 @@ static double peer_generate(r1d_model *m, int vocab, int prompt_len, int gen,
   return pc.n > 1 ? (pc.n - 1) / (pc.last - pc.first) : 0;
 }
 
-static int shape_config(const char *shape, r1d_config *c, r1d_error *err) {
-  if (!strcmp(shape, "small") || !strcmp(shape, "tiny"))
-    return r1d_model_preset(R1D_ARCH_QWEN2, shape, c, err);
-  if (!strcmp(shape, "qwen2-1.5b")) {
-    /* DeepSeek-R1-Distill-Qwen-1.5B's config.json */
-    memset(c, 0, sizeof *c);
-    c->arch = R1D_ARCH_QWEN2;
-    c->vocab_size = 151936;
-    c->hidden_size = 1536;
-    c->intermediate_size = 8960;
-    c->num_layers = 28;
-    c->num_heads = 12;
-    c->num_kv_heads = 2;
-    c->head_dim = 128;
-    c->max_position_embeddings = 8192;
-    c->rms_norm_eps = 1e-6f;
-    c->rope_theta = 10000.0f;
-    c->rope_type = R1D_ROPE_DEFAULT;
-    c->tie_word_embeddings = 0;
-    c->qkv_bias = 1;
-    c->bos_token_id = 151646;
-    c->eos_token_ids[0] = 151643;
-    c->n_eos = 1;
-    return 0;
-  }
-  return r1d_fail(err, R1D_EINVAL,
-                  "unknown shape '%s' (small, tiny, qwen2-1.5b)", shape);
-}
-
 static double params_of(const r1d_config *c) {
   double h = c->hidden_size, qd = (double)c->num_heads * c->head_dim;
   double kvd = (double)c->num_kv_heads * c->head_dim;
@@ -335,7 +306,7 @@ int main(int argc, char **argv) {
     shape = model_dir;
   } else {
     r1d_config cfg;
-    if (shape_config(shape, &cfg, &err) ||
+    if (r1d_model_shape(shape, &cfg, &err) ||
         r1d_model_random(&cfg, seed, &m, &err)) {
       fprintf(stderr, "bench_engine: %s\n", err.msg);
       return 1;

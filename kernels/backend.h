@@ -33,6 +33,15 @@ typedef enum r1d_weight_format {
   R1D_WEIGHT_BF16 = 1,
 } r1d_weight_format;
 
+/* One AdamW step's settings, as torch.optim.AdamW takes them; step is the
+ * new step count (1 for the first update). Each backend derives the fp32
+ * scalars from these in double, the way rl/optim.c does, so every backend
+ * updates bit for bit alike. */
+typedef struct r1d_adamw_step {
+  double lr, beta1, beta2, eps, weight_decay;
+  long step;
+} r1d_adamw_step;
+
 typedef struct r1d_backend_ops {
   const char *name;
   /* 1 when buffers are host pointers (the CPU backend): callers may then read
@@ -55,6 +64,9 @@ typedef struct r1d_backend_ops {
   int (*download)(void *ctx, void *dst, const void *src, size_t bytes);
   /* backend -> backend copy of `bytes` (regions do not overlap) */
   void (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+  /* sets `bytes` bytes of a backend buffer to 0 (gradients are zeroed
+   * explicitly before the kernels that accumulate into them) */
+  void (*zero)(void *ctx, void *p, size_t bytes);
   /* Waits for all queued ops; 0 or R1D_EBACKEND (then the backend is unusable). */
   int (*sync)(void *ctx);
   /* n fp32 host values -> a new buffer in weight_format; NULL when out of
@@ -153,6 +165,43 @@ typedef struct r1d_backend_ops {
                  const float *temperature, const int32_t *top_k,
                  const float *top_p, const float *min_p, const float *u,
                  int32_t *token, float *logprob);
+
+  /* ---- training ----
+   * The gradients of the forward ops above; the contracts (saved inputs,
+   * formulas, NULL outputs) are those of kernels/cpu/cpu_backward.h. Every
+   * gradient ACCUMULATES (+=) and the caller zeroes explicitly; sums run in
+   * a fixed order (no atomics), so results are deterministic. Training
+   * reads the fp32 master weights: linear_backward's w is fp32 in every
+   * backend, whatever the weight format. */
+  void (*linear_backward)(void *ctx, int m, int n, int k, const float *x,
+                          const float *w, const float *dy, float *dx, float *dw,
+                          float *db);
+  void (*embedding_backward)(void *ctx, int n, const int32_t *ids, int dim,
+                             const float *dout, float *dtable);
+  void (*rmsnorm_backward)(void *ctx, int n, int dim, const float *x,
+                           const float *w, float eps, const float *dout,
+                           float *dx, float *dw);
+  void (*rope_backward)(void *ctx, int n, int n_heads, int head_dim,
+                        const int32_t *pos, const float *inv_freq,
+                        const float *dout, float *dx);
+  void (*attention_backward)(void *ctx, int n, int start, int n_heads,
+                             int n_kv_heads, int head_dim, const float *q,
+                             const float *k, const float *v, const float *dout,
+                             float *dq, float *dk, float *dv);
+  void (*swiglu_backward)(void *ctx, size_t n, const float *gate,
+                          const float *up, const float *dout, float *dgate,
+                          float *dup);
+  /* loss (one float) and target_logprob [n] are backend buffers */
+  void (*cross_entropy)(void *ctx, int n, int vocab, const float *logits,
+                        const int32_t *targets, float grad_scale, float *loss,
+                        float *target_logprob, float *dlogits);
+  /* One AdamW step of one tensor: param, grad, m, v [n] fp32 (param, m, v
+   * updated in place) as rl/optim.c computes it; decay: the tensor is in the
+   * weight-decay group; param_lowp [n] in the weight format receives the
+   * updated parameter too (the serving copy), or NULL. */
+  void (*adamw)(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
+                float *param, const float *grad, float *m, float *v,
+                void *param_lowp);
 } r1d_backend_ops;
 
 typedef struct r1d_backend {

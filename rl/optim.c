@@ -7,6 +7,8 @@
  * thread count). */
 #include "rl/optim.h"
 
+#include "kernels/cpu/cpu_backward.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -170,63 +172,27 @@ int r1d_optim_set_config(r1d_optim *opt, const r1d_adamw_config *cfg,
   return R1D_OK;
 }
 
-/* The fp32 scalars of one step, computed in double the way torch's
- * _single_tensor_adamw computes them in Python, then rounded once. */
-typedef struct adamw_scalars {
-  float decay_factor;  /* 1 - lr * wd */
-  float one_minus_b1;  /* lerp weight */
-  float beta2;         /* exp_avg_sq.mul_(beta2) */
-  float one_minus_b2;  /* addcmul_ value */
-  float bc2_sqrt;      /* sqrt(1 - beta2^t) */
-  float eps;           /* denom.add_(eps) */
-  float neg_step_size; /* -lr / (1 - beta1^t) */
-} adamw_scalars;
-
-static void adamw_update(size_t n, float *restrict p, const float *restrict g,
-                         float *restrict m, float *restrict v, int decay,
-                         const adamw_scalars *s) {
-  const adamw_scalars k = *s;
-  long long len = (long long)n;
-#pragma omp parallel for schedule(static) if (n >= OMP_MIN_ELEMS)
-  for (long long i = 0; i < len; i++) {
-    float param = p[i];
-    if (decay) param = param * k.decay_factor;
-    float grad = g[i];
-    float mi = m[i] + k.one_minus_b1 * (grad - m[i]);
-    float vi = v[i] * k.beta2;
-    vi = vi + k.one_minus_b2 * grad * grad;
-    float denom = sqrtf(vi) / k.bc2_sqrt + k.eps;
-    p[i] = param + k.neg_step_size * mi / denom;
-    m[i] = mi;
-    v[i] = vi;
-  }
-}
-
+/* The element update is the ops table's CPU `adamw`
+ * (kernels/cpu/ops_optim.c): its scalars are computed in double the way
+ * torch's _single_tensor_adamw computes them in Python, then rounded once. */
 int r1d_optim_step(r1d_optim *opt, double lr, r1d_error *err) {
   if (!opt) return r1d_fail(err, R1D_EINVAL, "optim: NULL optimizer");
   if (!isfinite(lr) || lr < 0)
     return r1d_fail(err, R1D_ERANGE, "optim: step lr %g must be finite, >= 0",
                     lr);
   const r1d_adamw_config *c = &opt->cfg;
-  long t = opt->step + 1;
-  double bias_correction1 = 1.0 - pow(c->beta1, (double)t);
-  double bias_correction2 = 1.0 - pow(c->beta2, (double)t);
-  adamw_scalars s = {
-      .decay_factor = (float)(1.0 - lr * c->weight_decay),
-      .one_minus_b1 = (float)(1.0 - c->beta1),
-      .beta2 = (float)c->beta2,
-      .one_minus_b2 = (float)(1.0 - c->beta2),
-      .bc2_sqrt = (float)pow(bias_correction2, 0.5),
-      .eps = (float)c->eps,
-      .neg_step_size = (float)(-(lr / bias_correction1)),
-  };
+  r1d_adamw_step s = {.lr = lr,
+                      .beta1 = c->beta1,
+                      .beta2 = c->beta2,
+                      .eps = c->eps,
+                      .weight_decay = c->weight_decay,
+                      .step = opt->step + 1};
   for (size_t i = 0; i < opt->n_tensors; i++) {
     const r1d_optim_tensor *tensor = &opt->tensors[i];
-    int decay = tensor->decay && c->weight_decay != 0;
-    adamw_update(tensor->n, tensor->param, tensor->grad, opt->m[i], opt->v[i],
-                 decay, &s);
+    r1d_cpu_adamw(NULL, tensor->n, &s, tensor->decay, tensor->param,
+                  tensor->grad, opt->m[i], opt->v[i], NULL);
   }
-  opt->step = t;
+  opt->step = s.step;
   return R1D_OK;
 }
 

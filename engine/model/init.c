@@ -270,6 +270,35 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                     err);
 }
 
+int r1d_model_shape(const char *shape, r1d_config *c, r1d_error *err) {
+  if (!strcmp(shape, "small") || !strcmp(shape, "tiny"))
+    return r1d_model_preset(R1D_ARCH_QWEN2, shape, c, err);
+  if (!strcmp(shape, "qwen2-1.5b")) {
+    /* DeepSeek-R1-Distill-Qwen-1.5B's config.json */
+    memset(c, 0, sizeof *c);
+    c->arch = R1D_ARCH_QWEN2;
+    c->vocab_size = 151936;
+    c->hidden_size = 1536;
+    c->intermediate_size = 8960;
+    c->num_layers = 28;
+    c->num_heads = 12;
+    c->num_kv_heads = 2;
+    c->head_dim = 128;
+    c->max_position_embeddings = 8192;
+    c->rms_norm_eps = 1e-6f;
+    c->rope_theta = 10000.0f;
+    c->rope_type = R1D_ROPE_DEFAULT;
+    c->tie_word_embeddings = 0;
+    c->qkv_bias = 1;
+    c->bos_token_id = 151646;
+    c->eos_token_ids[0] = 151643;
+    c->n_eos = 1;
+    return 0;
+  }
+  return r1d_fail(err, R1D_EINVAL,
+                  "unknown shape '%s' (small, tiny, qwen2-1.5b)", shape);
+}
+
 int r1d_model_random(const r1d_config *cfg, uint64_t seed, r1d_model **out,
                      r1d_error *err) {
   *out = NULL;

@@ -22,6 +22,10 @@ int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
 int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                        uint64_t seed, r1d_error *err);
 
+/* The shapes the benchmarks take: the "tiny" and "small" Qwen2 presets, and
+ * "qwen2-1.5b" (DeepSeek-R1-Distill-Qwen-1.5B's config.json). */
+int r1d_model_shape(const char *shape, r1d_config *cfg, r1d_error *err);
+
 /* A model in memory with seeded random weights of cfg's shapes (uniform,
  * std 0.02; norms 1, biases 0), for benchmarks; no files, no tokenizer. The
  * model's backend field is left empty (the runner takes one). */

@@ -369,29 +369,19 @@ static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
   r1d_cpu_matmul_nt(NULL, n, hid, inter, a->act, w->down_w, 1.0f, x_out);
 }
 
-int r1d_train_forward(r1d_train_model *tm, r1d_train_plan *plan,
-                      const int32_t *ids, const int32_t *targets, int n,
-                      float *loss, r1d_error *err) {
-  return r1d_train_forward_docs(tm, plan, ids, targets, n, &n, 1, loss, err);
-}
-
-int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
-                           const int32_t *ids, const int32_t *targets, int n,
-                           const int *doc_lens, int n_docs, float *loss,
-                           r1d_error *err) {
-  if (!tm || !plan || plan->tm != tm)
+/* The checks every training forward makes of its batch (train.h). */
+int r1d_train_check_batch(const r1d_config *c, int max_tokens,
+                          const int32_t *ids, const int32_t *targets, int n,
+                          const int *doc_lens, int n_docs, int *counted_out,
+                          r1d_error *err) {
+  if (n <= 0 || !ids || !targets)
     return r1d_fail(err, R1D_EINVAL,
-                    "train forward: the plan was made for another model");
-  const r1d_config *c = &tm->cfg;
-  if (n <= 0 || !ids || !targets || !loss)
-    return r1d_fail(err, R1D_EINVAL,
-                    "train forward: need n > 0 tokens, ids, targets and a loss "
-                    "(n=%d)",
+                    "train forward: need n > 0 tokens, ids and targets (n=%d)",
                     n);
-  if (n > plan->max_tokens)
+  if (n > max_tokens)
     return r1d_fail(err, R1D_ERANGE,
                     "train forward: %d tokens exceed the plan's %d", n,
-                    plan->max_tokens);
+                    max_tokens);
   int counted = 0;
   for (int i = 0; i < n; i++) {
     if (ids[i] < 0 || ids[i] >= c->vocab_size)
@@ -428,6 +418,30 @@ int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
                     "train forward: the documents' lengths sum to %ld, not "
                     "the %d tokens",
                     covered, n);
+
+  *counted_out = counted;
+  return R1D_OK;
+}
+
+int r1d_train_forward(r1d_train_model *tm, r1d_train_plan *plan,
+                      const int32_t *ids, const int32_t *targets, int n,
+                      float *loss, r1d_error *err) {
+  return r1d_train_forward_docs(tm, plan, ids, targets, n, &n, 1, loss, err);
+}
+
+int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
+                           const int32_t *ids, const int32_t *targets, int n,
+                           const int *doc_lens, int n_docs, float *loss,
+                           r1d_error *err) {
+  if (!tm || !plan || plan->tm != tm)
+    return r1d_fail(err, R1D_EINVAL,
+                    "train forward: the plan was made for another model");
+  const r1d_config *c = &tm->cfg;
+  if (!loss) return r1d_fail(err, R1D_EINVAL, "train forward: NULL loss");
+  int counted = 0;
+  int rc = r1d_train_check_batch(c, plan->max_tokens, ids, targets, n, doc_lens,
+                                 n_docs, &counted, err);
+  if (rc) return rc;
 
   plan->n = 0; /* the saved activations are being replaced */
   plan->n_docs = n_docs;

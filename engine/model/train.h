@@ -158,6 +158,16 @@ int r1d_train_forward(r1d_train_model *tm, r1d_train_plan *plan,
                       const int32_t *ids, const int32_t *targets, int n,
                       float *loss, r1d_error *err);
 
+/* The batch checks of the training forwards (this one's and
+ * train_device.h's): 1..max_tokens tokens (R1D_ERANGE over), ids and
+ * targets in the vocabulary (target -1: ignored), at least one counted
+ * target, 1..n documents of lengths > 0 summing to n (R1D_EINVAL). Sets
+ * *counted to the targets >= 0. */
+int r1d_train_check_batch(const r1d_config *c, int max_tokens,
+                          const int32_t *ids, const int32_t *targets, int n,
+                          const int *doc_lens, int n_docs, int *counted,
+                          r1d_error *err);
+
 /* r1d_train_forward over n_docs documents packed end to end: doc_lens[d] > 0
  * tokens each, summing to n. Targets must not cross documents (the caller
  * sets the last target of each document to -1 or to a token of its own).

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_backward.h"
 #include "cpu_ops.h"
 
 /* 64-byte alignment: a cache line, and what AVX-512 loads like. A zero-byte
@@ -49,6 +50,11 @@ static void cpu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
   if (bytes) memcpy(dst, src, bytes);
 }
 
+static void cpu_zero(void *ctx, void *p, size_t bytes) {
+  (void)ctx;
+  memset(p, 0, bytes);
+}
+
 static int cpu_sync(void *ctx) {
   (void)ctx;
   return 0; /* every op has finished when it returns */
@@ -79,6 +85,7 @@ static const r1d_backend_ops cpu_ops = {
     .upload = cpu_upload,
     .download = cpu_download,
     .copy = cpu_copy,
+    .zero = cpu_zero,
     .sync = cpu_sync,
     .weight_upload = cpu_weight_upload,
     .matmul_nt = r1d_cpu_matmul_nt,
@@ -95,6 +102,14 @@ static const r1d_backend_ops cpu_ops = {
     .paged_attention = r1d_cpu_paged_attention,
     .logsumexp = r1d_cpu_logsumexp,
     .sample = r1d_cpu_sample,
+    .linear_backward = r1d_cpu_linear_backward,
+    .embedding_backward = r1d_cpu_embedding_backward,
+    .rmsnorm_backward = r1d_cpu_rmsnorm_backward,
+    .rope_backward = r1d_cpu_rope_backward,
+    .attention_backward = r1d_cpu_attention_backward,
+    .swiglu_backward = r1d_cpu_swiglu_backward,
+    .cross_entropy = r1d_cpu_cross_entropy,
+    .adamw = r1d_cpu_adamw,
 };
 
 int r1d_cpu_backend_init(r1d_backend *be, int n_threads) {

@@ -1,11 +1,10 @@
 /* cpu_backward.h - the CPU backward (gradient) kernels of the training ops,
  * the readable reference the CUDA twins will be checked against.
  *
- * NOT YET IN THE OPS TABLE: kernels/backend.h gets these entries together
- * with their CUDA twins (issue 6, later slices). Until then the trainer calls
- * them directly on host buffers. The signatures already follow the table's
- * conventions (ctx first and unused, host ints for sizes, outputs last, no
- * return value), so wiring them in is a matter of adding pointers.
+ * They are the CPU backend's training entries of the ops table
+ * (kernels/backend.h); the trainer on the CPU also calls them directly on
+ * host buffers. Signatures follow the table's conventions (ctx first and
+ * unused, host ints for sizes, outputs last, no return value).
  *
  * Rules shared by every function here:
  *  - Gradients ACCUMULATE: every d* output is updated with +=, never zeroed.
@@ -32,6 +31,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "../backend.h"
 
 /* Linear  y[m,n] = x[m,k] @ w[n,k]^T (+ b[n]),  w fp32 [out, in].
  * Saved: x, w.  Given dy[m,n]:
@@ -106,5 +107,15 @@ void r1d_cpu_swiglu_backward(void *ctx, size_t n, const float *gate,
 void r1d_cpu_cross_entropy(void *ctx, int n, int vocab, const float *logits,
                            const int32_t *targets, float grad_scale,
                            float *loss, float *target_logprob, float *dlogits);
+
+/* AdamW on one tensor, the table's `adamw` (kernels/cpu/ops_optim.c):
+ *   p = p * (1 - lr wd)        (decay set and wd != 0)
+ *   m = m + (1 - b1) (g - m);  v = v b2 + (1 - b2) g g
+ *   p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ * in fp32 in that order, the scalars from double. param_lowp is ignored
+ * (fp32 weights: param is the serving copy). */
+void r1d_cpu_adamw(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
+                   float *param, const float *grad, float *m, float *v,
+                   void *param_lowp);
 
 #endif

@@ -132,6 +132,13 @@ static void cu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
       "copy: cudaMemcpyAsync");
 }
 
+static void cu_zero(void *ctx, void *p, size_t bytes) {
+  r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
+  if (r1d_cu_enter(c) || bytes == 0) return;
+  r1d_cu_check(c, cudaMemsetAsync(p, 0, bytes, c->stream),
+               "zero: cudaMemsetAsync");
+}
+
 static int cu_sync(void *ctx) {
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (r1d_cu_enter(c)) return R1D_EBACKEND;
@@ -163,6 +170,7 @@ static void fill_ops(r1d_backend_ops *o) {
   o->upload = cu_upload;
   o->download = cu_download;
   o->copy = cu_copy;
+  o->zero = cu_zero;
   o->sync = cu_sync;
   o->weight_upload = r1d_cu_weight_upload;
   o->matmul_nt = r1d_cu_matmul_nt;
@@ -179,6 +187,14 @@ static void fill_ops(r1d_backend_ops *o) {
   o->paged_attention = r1d_cu_paged_attention;
   o->logsumexp = r1d_cu_logsumexp;
   o->sample = r1d_cu_sample;
+  o->linear_backward = r1d_cu_linear_backward;
+  o->embedding_backward = r1d_cu_embedding_backward;
+  o->rmsnorm_backward = r1d_cu_rmsnorm_backward;
+  o->rope_backward = r1d_cu_rope_backward;
+  o->attention_backward = r1d_cu_attention_backward;
+  o->swiglu_backward = r1d_cu_swiglu_backward;
+  o->cross_entropy = r1d_cu_cross_entropy;
+  o->adamw = r1d_cu_adamw_step;
 }
 
 /* ---- public API (cuda_backend.h) ---- */
@@ -219,6 +235,7 @@ int r1d_cuda_backend_init(r1d_backend *be, int device, r1d_error *err) {
     return r1d_fail(err, R1D_ENOMEM, "CUDA device %d: out of host memory",
                     device);
   c->device = device;
+  c->train_compute = CUBLAS_COMPUTE_32F_PEDANTIC;
   const char *step = "cudaSetDevice";
   cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
   cudaDeviceProp prop;
@@ -274,6 +291,13 @@ void r1d_cuda_backend_destroy(r1d_backend *be) {
   if (be->ctx) release((r1d_cuda_ctx *)be->ctx);
   be->ops = NULL;
   be->ctx = NULL;
+}
+
+void r1d_cuda_backend_set_tf32(const r1d_backend *be, int on) {
+  r1d_cuda_ctx *c = be ? (r1d_cuda_ctx *)be->ctx : NULL;
+  if (c)
+    c->train_compute =
+        on ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC;
 }
 
 void r1d_cuda_backend_describe(const r1d_backend *be, char *buf, size_t len) {

@@ -21,6 +21,13 @@ void r1d_cuda_backend_destroy(r1d_backend *be);
  * buf; "" when not initialised. */
 void r1d_cuda_backend_describe(const r1d_backend *be, char *buf, size_t len);
 
+/* The training GEMMs' arithmetic (linear_backward's dx and dw): 0, the
+ * default, is strict fp32 (CUBLAS_COMPUTE_32F_PEDANTIC: what the op tests
+ * hold to 1e-5); 1 lets cuBLAS use TF32 tensor cores (10-bit mantissa
+ * products, fp32 sums: ~1e-3 relative, PyTorch's allow_tf32). No effect
+ * without CUDA. */
+void r1d_cuda_backend_set_tf32(const r1d_backend *be, int on);
+
 /* The first device failure recorded by the ops (after an op's sync, upload
  * or download returned R1D_EBACKEND), e.g. "paged_attention: an illegal
  * memory access was encountered"; "" when none or not initialised. */

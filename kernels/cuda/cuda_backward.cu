@@ -521,28 +521,29 @@ void r1d_cu_linear_backward(void *ctx, int m, int n, int k, const float *x,
   r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
   if (m <= 0 || n <= 0 || k <= 0 || r1d_cu_enter(c)) return;
   const float one = 1.0f;
-  /* fp32 without TF32 (pedantic), beta 1 to accumulate. cuBLAS gives the
+  /* fp32 without TF32 (pedantic; TF32 after r1d_cuda_backend_set_tf32),
+   * beta 1 to accumulate. cuBLAS gives the
    * same bits on every run on one GPU model (no atomics in GEMM), which is
    * the determinism the contract asks for.
    * Row-major [r, c] is column-major [c, r] with the same leading dimension
    * (see cuda_gemm.cu). dx[m,k] += dy[m,n] @ w[n,k] is, column-major,
    * dx^T[k,m] += w^T[k,n] dy^T[n,m]: N, N, M = k, N = m, K = n. */
   if (dx)
-    r1d_cu_check_blas(
-        c,
-        cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, k, m, n, &one, w,
-                     CUDA_R_32F, k, dy, CUDA_R_32F, n, &one, dx, CUDA_R_32F, k,
-                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT),
-        "linear_backward dx: cublasGemmEx");
+    r1d_cu_check_blas(c,
+                      cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, k, m, n,
+                                   &one, w, CUDA_R_32F, k, dy, CUDA_R_32F, n,
+                                   &one, dx, CUDA_R_32F, k, c->train_compute,
+                                   CUBLAS_GEMM_DEFAULT),
+                      "linear_backward dx: cublasGemmEx");
   /* dw[n,k] += dy^T[n,m] @ x[m,k]: column-major dw^T[k,n] += x^T[k,m]
    * (dy^T[n,m])^T: N, T, M = k, N = n, K = m. */
   if (dw)
-    r1d_cu_check_blas(
-        c,
-        cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, &one, x,
-                     CUDA_R_32F, k, dy, CUDA_R_32F, n, &one, dw, CUDA_R_32F, k,
-                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT),
-        "linear_backward dw: cublasGemmEx");
+    r1d_cu_check_blas(c,
+                      cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, k, n, m,
+                                   &one, x, CUDA_R_32F, k, dy, CUDA_R_32F, n,
+                                   &one, dw, CUDA_R_32F, k, c->train_compute,
+                                   CUBLAS_GEMM_DEFAULT),
+                      "linear_backward dw: cublasGemmEx");
   if (db) {
     size_t bytes = colsum_bytes(c, m, n, "linear_backward db");
     double *partial = bytes ? (double *)r1d_cu_scratch(c, bytes) : NULL;

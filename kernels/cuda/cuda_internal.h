@@ -44,6 +44,7 @@ typedef struct r1d_cuda_gemm_shape {
 typedef struct r1d_cuda_ctx {
   r1d_backend_ops ops; /* be->ops points here */
   int device;
+  cublasComputeType_t train_compute; /* linear_backward's GEMMs */
   cudaStream_t stream;
   cublasHandle_t blas;
   cublasLtHandle_t lt;
@@ -126,8 +127,8 @@ void r1d_cu_sample(void *ctx, int n, int vocab, const float *logits,
  * with +=, NULL skips, deterministic: no atomics, fixed summation orders);
  * every buffer is device memory. Differences: linear_backward's w is fp32
  * (the trainer's master weights, not the bf16 serving copy); cross_entropy's
- * loss (one float) and target_logprob are device buffers. Not yet in the
- * ops table. */
+ * loss (one float) and target_logprob are device buffers. In the ops
+ * table. */
 void r1d_cu_linear_backward(void *ctx, int m, int n, int k, const float *x,
                             const float *w, const float *dy, float *dx,
                             float *dw, float *db);
@@ -174,5 +175,10 @@ void r1d_cu_adamw_scalars_for_step(double lr, double beta1, double beta2,
 void r1d_cu_adamw(void *ctx, size_t n, const r1d_cu_adamw_scalars *s, int decay,
                   float *param, const float *grad, float *m, float *v,
                   void *param_bf16);
+/* The table's `adamw`: the scalars from *s on the host, then r1d_cu_adamw
+ * (param_lowp is the bf16 serving copy, or NULL). */
+void r1d_cu_adamw_step(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
+                       float *param, const float *grad, float *m, float *v,
+                       void *param_lowp);
 
 #endif

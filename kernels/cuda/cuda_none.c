@@ -27,6 +27,11 @@ void r1d_cuda_backend_describe(const r1d_backend *be, char *buf, size_t len) {
   if (buf && len > 0) buf[0] = '\0';
 }
 
+void r1d_cuda_backend_set_tf32(const r1d_backend *be, int on) {
+  (void)be;
+  (void)on;
+}
+
 const char *r1d_cuda_backend_error(const r1d_backend *be) {
   (void)be;
   return "";

@@ -75,3 +75,12 @@ void r1d_cu_adamw(void *ctx, size_t n, const r1d_cu_adamw_scalars *s, int decay,
       (__nv_bfloat16 *)param_bf16);
   r1d_cu_launched(c, "adamw");
 }
+
+void r1d_cu_adamw_step(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
+                       float *param, const float *grad, float *m, float *v,
+                       void *param_lowp) {
+  r1d_cu_adamw_scalars k;
+  r1d_cu_adamw_scalars_for_step(s->lr, s->beta1, s->beta2, s->eps,
+                                s->weight_decay, s->step, &k);
+  r1d_cu_adamw(ctx, n, &k, decay, param, grad, m, v, param_lowp);
+}

@@ -47,102 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/cpu_backend.h"
-#include "kernels/cuda/cuda_backend.h"
-
-/* ---- random numbers (xorshift64*: seeded, so failures reproduce) ---- */
-
-typedef struct rng {
-  uint64_t s;
-} rng;
-
-static void rng_seed(rng *r, uint64_t seed) {
-  r->s = seed * 2685821657736338717ULL + 1;
-}
-
-static uint64_t rng_next(rng *r) {
-  r->s ^= r->s >> 12;
-  r->s ^= r->s << 25;
-  r->s ^= r->s >> 27;
-  return r->s * 2685821657736338717ULL;
-}
-
-static double rng_unit(rng *r) { /* [0, 1) */
-  return (double)(rng_next(r) >> 11) / 9007199254740992.0;
-}
-
-static float rng_float(rng *r, float lo, float hi) {
-  return (float)(lo + (hi - lo) * rng_unit(r));
-}
-
-static int rng_int(rng *r, int n) { /* [0, n) */
-  return (int)(rng_unit(r) * n);
-}
-
-static void *xmalloc(size_t bytes) {
-  void *p = malloc(bytes ? bytes : 1);
-  assert_non_null(p);
-  return p;
-}
-
-static float *rand_vec(rng *r, size_t n, float lo, float hi) {
-  float *p = xmalloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++)
-    p[i] = rng_float(r, lo, hi);
-  return p;
-}
-
-static float *nan_vec(size_t n) {
-  float *p = xmalloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++)
-    p[i] = NAN;
-  return p;
-}
-
-static void shuffle_i32(rng *r, int32_t *a, int n) {
-  for (int i = n - 1; i > 0; i--) {
-    int j = rng_int(r, i + 1);
-    int32_t t = a[i];
-    a[i] = a[j];
-    a[j] = t;
-  }
-}
-
-/* ---- backends ---- */
-
-typedef struct backend_slot {
-  const char *name;
-  r1d_backend be;
-  int is_cuda;
-} backend_slot;
-
-typedef struct suite {
-  backend_slot b[2];
-  int n;
-  int fails; /* failed lines of the table test */
-} suite;
-
-static void *dev_alloc(const r1d_backend *be, size_t bytes) {
-  void *d = be->ops->alloc(be->ctx, bytes);
-  assert_non_null(d);
-  return d;
-}
-
-/* alloc + upload of `bytes` host bytes */
-static void *dev_put(const r1d_backend *be, const void *host, size_t bytes) {
-  void *d = dev_alloc(be, bytes);
-  assert_int_equal(be->ops->upload(be->ctx, d, host, bytes), 0);
-  return d;
-}
-
-static void dev_get(const r1d_backend *be, void *host, const void *dev,
-                    size_t bytes) {
-  assert_int_equal(be->ops->download(be->ctx, host, dev, bytes), 0);
-}
-
-static void dev_free(const r1d_backend *be, void *d) {
-  be->ops->free(be->ctx, d);
-}
+#include "ops_check.h"
 
 /* ---- comparison and reporting ---- */
 
@@ -189,35 +94,6 @@ static const struct {
 
 static double tol_for(enum op_kind op, const r1d_backend *be) {
   return tolerances[op].tol[be->ops->weight_format == R1D_WEIGHT_F32 ? 0 : 1];
-}
-
-/* max|out-ref| / max(1e-6, max|ref|); +inf when out has a NaN or inf */
-static double norm_err(const float *out, const double *ref, size_t n) {
-  double md = 0.0, mr = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(out[i])) return INFINITY;
-    double d = fabs((double)out[i] - ref[i]);
-    if (d > md) md = d;
-    if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-  }
-  return md / (mr > 1e-6 ? mr : 1e-6);
-}
-
-/* One printed line; returns 1 when the check failed. */
-static int report(const char *op, const char *shape, const char *backend,
-                  double err, double tol) {
-  int ok = err <= tol;
-  printf("%-22s %-46s %-5s err %.2e tol %.0e %s\n", op, shape, backend, err,
-         tol, ok ? "PASS" : "FAIL");
-  return !ok;
-}
-
-/* An exact check: `bad` differing elements (rows, tokens, bytes). */
-static int report_exact(const char *op, const char *shape, const char *backend,
-                        long bad, long total) {
-  printf("%-22s %-46s %-5s %ld/%ld differ (exact) %s\n", op, shape, backend,
-         bad, total, bad == 0 ? "PASS" : "FAIL");
-  return bad != 0;
 }
 
 static long rows_differing(const float *a, const float *b, int rows,
@@ -1131,27 +1007,18 @@ static void check_table_complete(const backend_slot *b) {
   const r1d_backend_ops *o = b->be.ops;
   assert_non_null(o);
   assert_non_null(o->name);
-  const void *fns[] = {(const void *)o->alloc,
-                       (const void *)o->free,
-                       (const void *)o->upload,
-                       (const void *)o->download,
-                       (const void *)o->copy,
-                       (const void *)o->sync,
-                       (const void *)o->weight_upload,
-                       (const void *)o->matmul_nt,
-                       (const void *)o->linear,
-                       (const void *)o->add_bias,
-                       (const void *)o->add,
-                       (const void *)o->embedding,
-                       (const void *)o->rmsnorm,
-                       (const void *)o->rope,
-                       (const void *)o->attention,
-                       (const void *)o->swiglu,
-                       (const void *)o->gather_rows,
-                       (const void *)o->kv_write,
-                       (const void *)o->paged_attention,
-                       (const void *)o->logsumexp,
-                       (const void *)o->sample};
+  const void *fns[] = {
+      (const void *)o->alloc,     (const void *)o->free,
+      (const void *)o->upload,    (const void *)o->download,
+      (const void *)o->copy,      (const void *)o->zero,
+      (const void *)o->sync,      (const void *)o->weight_upload,
+      (const void *)o->matmul_nt, (const void *)o->linear,
+      (const void *)o->add_bias,  (const void *)o->add,
+      (const void *)o->embedding, (const void *)o->rmsnorm,
+      (const void *)o->rope,      (const void *)o->attention,
+      (const void *)o->swiglu,    (const void *)o->gather_rows,
+      (const void *)o->kv_write,  (const void *)o->paged_attention,
+      (const void *)o->logsumexp, (const void *)o->sample};
   if (!b->is_cuda) { /* the CPU: host buffers, fp32 weights */
     assert_int_equal(o->host_memory, 1);
     assert_int_equal(o->weight_format, R1D_WEIGHT_F32);
@@ -1175,6 +1042,14 @@ static void check_copy(suite *st) {
     dev_get(be, got, d2, sizeof src);
     st->fails += report_exact("copy", "37 floats", st->b[b].name,
                               memcmp(got, src, sizeof src) != 0, 1);
+    /* zero: floats 5..14 of the copy become 0, the rest stay */
+    be->ops->zero(be->ctx, d2 + 5, 10 * sizeof(float));
+    dev_get(be, got, d2, sizeof src);
+    long bad = 0;
+    for (int i = 0; i < 37; i++)
+      bad += got[i] != (i >= 5 && i < 15 ? 0.0f : src[i]);
+    st->fails +=
+        report_exact("zero", "10 of 37 floats", st->b[b].name, bad, 37);
     be->ops->free(be->ctx, NULL); /* allowed */
     dev_free(be, d1), dev_free(be, d2);
   }
@@ -1312,57 +1187,13 @@ static void test_paged_batch_invariance(void **state) {
 
 /* ---- setup ---- */
 
-static int want_cuda; /* -1: CPU only, 0: when present, 1: required */
-
-static int setup(void **state) {
-  static suite st;
-  memset(&st, 0, sizeof st);
-  r1d_cpu_backend_init(&st.b[0].be, 0);
-  st.b[0].name = "cpu";
-  st.n = 1;
-  if (want_cuda >= 0) {
-    r1d_error err = {0};
-    if (r1d_cuda_backend_init(&st.b[1].be, 0, &err) == 0) {
-      st.b[1].name = "cuda";
-      st.b[1].is_cuda = 1;
-      st.n = 2;
-    } else {
-      printf("note: CUDA backend skipped: %s\n", err.msg);
-    }
-  }
-  *state = &st;
-  return 0;
-}
-
-static int teardown(void **state) {
-  suite *st = *state;
-  for (int b = 0; b < st->n; b++) {
-    if (st->b[b].is_cuda)
-      r1d_cuda_backend_destroy(&st->b[b].be);
-    else
-      r1d_cpu_backend_destroy(&st->b[b].be);
-  }
-  return 0;
-}
-
 int main(void) {
-  const char *want = getenv("R1D_OPS_BACKEND");
-  want_cuda = 0;
-  if (want && strcmp(want, "cpu") == 0) want_cuda = -1;
-  if (want && strcmp(want, "cuda") == 0) {
-    want_cuda = 1;
-    r1d_backend probe;
-    r1d_error err = {0};
-    if (r1d_cuda_backend_init(&probe, 0, &err) != 0) {
-      printf("skip: R1D_OPS_BACKEND=cuda but no CUDA backend: %s\n", err.msg);
-      return 77;
-    }
-    r1d_cuda_backend_destroy(&probe);
-  }
+  int rc = ops_suite_probe();
+  if (rc) return rc;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ops_table),
       cmocka_unit_test(test_paged_vs_contiguous),
       cmocka_unit_test(test_paged_batch_invariance),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, ops_suite_setup, ops_suite_teardown);
 }

@@ -60,12 +60,12 @@ if [ -d "$BLAS_DIR" ]; then
 else
   BLAS="-lopenblas"
 fi
-for f in kernels/cpu/ops_backward kernels/cpu/ops_backward_attention rl/optim \
-  common/status; do
+for f in kernels/cpu/ops_backward kernels/cpu/ops_backward_attention \
+  kernels/cpu/ops_optim rl/optim common/status; do
   $CC -I"$BLAS_INC" -c "$ROOT/$f.c" -o "$W/$(basename $f).o"
 done
 $CXX "$SIM/sim_backward.cpp" "$W/ops_backward.o" "$W/ops_backward_attention.o" \
-  "$W/optim.o" "$W/status.o" $BLAS -lm -o "$W/sim_backward"
+  "$W/ops_optim.o" "$W/optim.o" "$W/status.o" $BLAS -lm -o "$W/sim_backward"
 gcc -O2 "$SIM/sim_blasmap.c" -lm -o "$W/sim_blasmap"
 "$W/sim_blasmap"
 timeout 300 "$W/sim_misc" | tail -1
