@@ -29,7 +29,11 @@ JSON progress lines (elapsed_s), torch's from time.perf_counter around each
 step. Peak RSS: r1d's VmHWM read when its last step is reported (so before
 the checkpoint write; its whole-process maxrss is printed too), torch's
 ru_maxrss at the end of its steps; both include model loading. Each peer runs
-in its own process with OMP/MKL/OPENBLAS thread counts set to --threads.
+in its own process with OMP/MKL/OPENBLAS thread counts set to --threads,
+except that r1d gets no OPENBLAS_NUM_THREADS: its --threads sets OpenBLAS's
+count itself, and with that variable set as well the OpenMP build of
+OpenBLAS ran r1d's steps 4x slower here (55-68 against 237-248 tokens/s;
+cause not yet found).
 The first-step losses are printed as a sanity check (both ~ln(vocab) for a
 random init; their batches may differ, as r1d shuffles documents), not
 asserted. This is a benchmark, not a test."""
@@ -59,10 +63,12 @@ def make_corpus(path, n_tokens, seed):
         f.write("".join(parts)[:n_tokens - 1])
 
 
-def thread_env(threads):
+def thread_env(threads, openblas_var=True):
     env = dict(os.environ)
     for k in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]:
         env[k] = str(threads)
+    if not openblas_var:
+        env.pop("OPENBLAS_NUM_THREADS")
     return env
 
 
@@ -86,7 +92,7 @@ def run_r1d(args, model, corpus, out, log):
            "--weight-decay", "0.1", "--beta1", "0.9", "--beta2", "0.95", "--eps", "1e-8"]
     with open(log, "w") as err:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                             env=thread_env(args.threads))
+                             env=thread_env(args.threads, openblas_var=False))
         steps, hwm = [], None
         for line in p.stdout:
             try:
