@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *r1d_strerror(int code) {
   switch (code) {
@@ -23,13 +24,18 @@ const char *r1d_strerror(int code) {
   }
 }
 
+/* The message is formatted into a copy first: callers add context to an
+ * earlier error by passing err->msg itself as an argument, and vsnprintf
+ * into the buffer it reads from is undefined (it came out empty). */
 int r1d_fail(r1d_error *err, int code, const char *fmt, ...) {
   if (err) {
+    char msg[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    err->code = code;
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    err->code = code;
+    memcpy(err->msg, msg, sizeof msg);
   }
   return code;
 }

@@ -220,8 +220,8 @@ static int save(run *r, long step, double loss, const r1d_sft_hooks *hooks,
   free(opt);
   if (rc) {
     if (r->last_good[0])
-      return r1d_fail(err, rc, "%s; the checkpoint %s is intact", err->msg,
-                      r->last_good);
+      return r1d_fail(err, rc, "step %ld: %s; the checkpoint %s is intact",
+                      step, err->msg, r->last_good);
     return rc;
   }
   /* OUT/last -> checkpoint-N, replaced in one rename */

@@ -2,7 +2,9 @@
 lines, the checkpoint folder (loadable by `r1d generate`), exact resume, the
 NaN stop, eval split, pretraining on text, argument errors."""
 import json
+import resource
 import shutil
+import signal
 import struct
 from pathlib import Path
 
@@ -135,6 +137,37 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_model, model_cop
     assert (good / "last").resolve() == ck.resolve()
     assert not (good / "checkpoint-3").exists()
     assert len(before) == len((ck / "model.safetensors").read_bytes())
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tiny_model, tmp_path):
+    """A checkpoint write that runs out of space (a file-size limit stands in
+    for a full disk: writes past it fail with EFBIG, as ENOSPC would) stops
+    the run with a message, leaves the previous checkpoint and `last` as they
+    were, and no half-written folder behind."""
+    data = write_data(tmp_path / "d.jsonl", sft_rows(24))
+    out = tmp_path / "out"
+    args = ["sft", "--model", str(tiny_model), "--data", data, "--out", str(out),
+            "--save-every", "2"] + BASE
+    run(args + ["--max-steps", "2"], check=True)
+    ck = out / "checkpoint-2"
+    before = {f.name: f.read_bytes() for f in ck.iterdir()}
+    limit = len(before["model.safetensors"]) // 2
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    p = run(args + ["--max-steps", "4", "--resume"], preexec_fn=small_disk)
+    assert p.returncode == 1, p.err
+    assert "checkpoint" in p.err and "step 4" in p.err, p.err
+    assert (out / "last").resolve() == ck.resolve()
+    assert {f.name: f.read_bytes() for f in ck.iterdir()} == before
+    assert not (out / "checkpoint-4").exists()
+    assert not list(out.glob("*.tmp*")), list(out.iterdir())
+    # the same run with room to spare goes on from the intact checkpoint
+    q = run(args + ["--max-steps", "4", "--resume"], check=True)
+    assert "resuming from" in q.err
+    assert (out / "last").resolve().name == "checkpoint-4"
 
 
 def test_strict_and_truncation(tiny_model, tmp_path):

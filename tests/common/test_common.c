@@ -22,6 +22,9 @@ static void test_fail_formats_message(void **state) {
   assert_int_equal(rc, R1D_EFORMAT);
   assert_int_equal(err.code, R1D_EFORMAT);
   assert_string_equal(err.msg, "x.json: bad 7");
+  /* context added around the earlier message, passed as an argument */
+  r1d_fail(&err, R1D_EIO, "step %d: %s; kept", 4, err.msg);
+  assert_string_equal(err.msg, "step 4: x.json: bad 7; kept");
   assert_int_equal(r1d_fail(NULL, R1D_EIO, "ignored"), R1D_EIO);
   assert_string_equal(r1d_strerror(R1D_ENOTFOUND), "not found");
   assert_string_equal(r1d_strerror(12345), "unknown error");
