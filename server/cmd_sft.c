@@ -17,6 +17,8 @@
 #include "../engine/model/train.h"
 #include "../kernels/cpu/cpu_backend.h"
 #include "../rl/sft.h"
+#include "../storage/checkpoints.h"
+#include "../storage/db.h"
 #include "cli.h"
 
 #define TRAIN_COMMON_HELP                                                      \
@@ -56,6 +58,10 @@
   "                         reported with its number and skipped)\n"           \
   "  --progress bar|json    default: bar on a terminal, else JSON lines\n"     \
   "  --threads N            CPU threads (default: all cores)\n"                \
+  "  --data-dir DIR         register each checkpoint in the checkpoints "      \
+  "table\n"                                                                    \
+  "                         of DIR (r1d serve's data dir), with its step,\n"   \
+  "                         losses, parent and SHA-256 of its files\n"         \
   "Exit status: 0 done (or stopped by a signal after a checkpoint), 1 a\n"     \
   "failure (a non-finite loss stops the run and names the last good\n"         \
   "checkpoint), 2 bad arguments or data.\n"
@@ -102,7 +108,7 @@ static void on_stop_signal(int sig) {
 typedef struct sft_opts {
   int pretrain;
   const char *model, *data, *text, *out, *template_name, *eval_data;
-  const char *schedule, *progress;
+  const char *schedule, *progress, *data_dir;
   long long max_len, max_tokens, grad_accum, max_steps, warmup_steps;
   long long eval_every, save_every, save_limit, seed, threads;
   double epochs, lr, min_lr, warmup_ratio, weight_decay, beta1, beta2, eps;
@@ -170,6 +176,7 @@ static int parse_args(int argc, char **argv, sft_opts *o) {
                                  {"resume", no_argument, 0, 'r'},
                                  {"strict", no_argument, 0, 's'},
                                  {"bf16", no_argument, 0, 'b'},
+                                 {"data-dir", required_argument, 0, 'D'},
                                  {"help", no_argument, 0, 'h'},
                                  {0, 0, 0, 0}};
   for (int i = 0; named[i].name; i++)
@@ -207,6 +214,7 @@ static int parse_args(int argc, char **argv, sft_opts *o) {
     case 'r': o->resume = 1; break;
     case 's': o->strict = 1; break;
     case 'b': o->bf16 = 1; break;
+    case 'D': o->data_dir = optarg; break;
     case 'h':
       fputs(o->pretrain ? cmd_pretrain_help : cmd_sft_help, stdout);
       return -1;
@@ -251,6 +259,13 @@ static int parse_args(int argc, char **argv, sft_opts *o) {
 typedef struct progress {
   int bar;            /* 1: a \r-updated line on stderr */
   FILE *metrics_file; /* OUT/metrics.jsonl, appended */
+  /* the checkpoints registry, when --data-dir is given */
+  r1d_db *db;
+  const char *kind, *base;
+  char parent[R1D_CKPT_VERSION_MAX]; /* the last registered; "" none */
+  long eval_step;                    /* the step eval_loss is of; -1 none */
+  double eval_loss;
+  int unregistered; /* checkpoints the registry refused */
 } progress;
 
 static void fmt_duration(double s, char *out, size_t n) {
@@ -284,6 +299,10 @@ static void print_json(FILE *f, const r1d_sft_metrics *m) {
 static void on_metrics(void *user, const r1d_sft_metrics *m) {
   progress *p = user;
   if (p->metrics_file) print_json(p->metrics_file, m);
+  if (m->is_eval) {
+    p->eval_step = m->step;
+    p->eval_loss = m->loss;
+  }
   if (!p->bar) {
     print_json(stdout, m);
     return;
@@ -310,9 +329,41 @@ static void on_metrics(void *user, const r1d_sft_metrics *m) {
 static void on_checkpoint(void *user, const char *path, long step,
                           double loss) {
   progress *p = user;
-  (void)step;
-  (void)loss;
   if (p->bar) fprintf(stderr, "\r\033[K  saved %s\n", path);
+  if (!p->db) return;
+  r1d_ckpt_info in = {.path = path,
+                      .kind = p->kind,
+                      .step = step,
+                      .train_loss = loss,
+                      .eval_loss = p->eval_step == step ? p->eval_loss : NAN,
+                      .parent = p->parent[0] ? p->parent : NULL,
+                      .base = p->base};
+  r1d_error err = {0};
+  char version[R1D_CKPT_VERSION_MAX];
+  if (r1d_ckpt_register(p->db, &in, version, &err)) {
+    /* the checkpoint itself is on disk: the run goes on, the exit says so */
+    fprintf(stderr, "\r\033[Kr1d: %s not registered: %s\n", path, err.msg);
+    p->unregistered++;
+    return;
+  }
+  memcpy(p->parent, version, sizeof version);
+  if (p->bar) fprintf(stderr, "  registered as %s\n", version);
+}
+
+typedef struct parent_args {
+  const char *path;
+  char *version;
+} parent_args;
+
+static int find_parent_fn(r1d_txn *t, void *arg, r1d_error *err) {
+  parent_args *a = arg;
+  json_t *rec = NULL;
+  int rc = r1d_ckpt_find_path(t, a->path, &rec, err);
+  if (rc == 0)
+    snprintf(a->version, R1D_CKPT_VERSION_MAX, "%s",
+             json_string_value(json_object_get(rec, "version")));
+  json_decref(rec);
+  return rc == R1D_ENOTFOUND ? 0 : rc;
 }
 
 /* ---- data ------------------------------------------------------------- */
@@ -372,7 +423,7 @@ static int train_main(int argc, char **argv, int pretrain) {
   r1d_model *model = NULL;
   r1d_train_model *tm = NULL;
   r1d_dataset train = {0}, eval = {0};
-  progress prog = {0};
+  progress prog = {.eval_step = -1};
   int status = CLI_EXIT_FAIL;
   char resume_dir[4096] = "";
 
@@ -385,6 +436,18 @@ static int train_main(int argc, char **argv, int pretrain) {
     }
   }
   const char *weights = resume_dir[0] ? resume_dir : o.model;
+  if (o.data_dir) {
+    /* opened first: a bad data dir fails before any training is spent */
+    r1d_db_options dbo = {0};
+    parent_args pa = {.path = weights, .version = prog.parent};
+    if (r1d_db_open(o.data_dir, &dbo, &prog.db, &err) ||
+        r1d_db_read(prog.db, find_parent_fn, &pa, &err)) {
+      status = cli_report(&err);
+      goto done;
+    }
+    prog.kind = pretrain ? "pretrain" : "sft";
+    prog.base = o.model;
+  }
   if (r1d_tokenizer_load_dir(o.model, &tok, &err) ||
       r1d_model_load(weights, &be, &model, &err)) {
     status = cli_report(&err);
@@ -493,10 +556,17 @@ static int train_main(int argc, char **argv, int pretrain) {
   }
   char last[4096];
   if (r1d_sft_last_checkpoint(o.out, last, sizeof last, &err) == 0)
-    fprintf(stderr, "r1d: %s at step %ld; the model is %s\n",
-            stop_requested ? "stopped by a signal" : "done", final_step, last);
+    fprintf(stderr, "r1d: %s at step %ld; the model is %s%s%s\n",
+            stop_requested ? "stopped by a signal" : "done", final_step, last,
+            prog.parent[0] ? ", registered as " : "", prog.parent);
   status = CLI_EXIT_OK;
+  if (prog.unregistered) {
+    fprintf(stderr, "r1d: %d checkpoints were not registered in %s\n",
+            prog.unregistered, o.data_dir);
+    status = CLI_EXIT_FAIL;
+  }
 done:
+  r1d_db_close(prog.db);
   if (prog.metrics_file) fclose(prog.metrics_file);
   r1d_dataset_free(&train);
   r1d_dataset_free(&eval);

@@ -37,6 +37,8 @@ static const command commands[] = {
      "supervised fine-tuning on JSONL (messages or prompt/completion)", NULL},
     {"pretrain", cmd_pretrain, cmd_pretrain_help,
      "language-model training on text", NULL},
+    {"checkpoints", cmd_checkpoints, cmd_checkpoints_help,
+     "the checkpoints registry: list, show, verify", NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -46,9 +48,9 @@ static void print_usage(FILE *f) {
           "usage: r1d COMMAND [OPTIONS]\n\ncommands:\n",
           R1D_VERSION);
   for (int i = 0; i < n_commands; i++)
-    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f, "  %-10s %s\n", "help", "r1d help COMMAND prints its options");
-  fprintf(f, "  %-10s %s\n", "version", "print the version");
+    fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "  %-12s %s\n", "help", "r1d help COMMAND prints its options");
+  fprintf(f, "  %-12s %s\n", "version", "print the version");
 }
 
 static const command *find_command(const char *name) {

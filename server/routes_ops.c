@@ -166,6 +166,10 @@ static const route routes[] = {
      r1d_routes_admin_interactions},
     {"GET", "/admin/v1/interactions/{id}", ACCESS_ADMIN,
      r1d_routes_admin_interaction},
+    {"GET", "/admin/v1/checkpoints", ACCESS_ADMIN,
+     r1d_routes_admin_checkpoints},
+    {"GET", "/admin/v1/checkpoints/{id}", ACCESS_ADMIN,
+     r1d_routes_admin_checkpoint},
 };
 
 /* 1 when path matches the route's path ("/{id}" standing for one

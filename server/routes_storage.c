@@ -1,13 +1,15 @@
 /* routes_storage.c - the routes over storage: POST /v1/feedback, and the
  * admin routes for tasks (POST/GET /admin/v1/tasks, GET/DELETE
  * /admin/v1/tasks/{id}) and logged interactions (GET /admin/v1/interactions
- * as JSONL, GET /admin/v1/interactions/{id}). Writes go through the writer
+ * as JSONL, GET /admin/v1/interactions/{id}) and the checkpoints registry
+ * (GET /admin/v1/checkpoints, GET /admin/v1/checkpoints/{version}). Writes go through the writer
  * like interaction records and are answered after their commit; reads are
  * short read transactions on the loop thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../storage/checkpoints.h"
 #include "../storage/interactions.h"
 #include "../storage/tasks.h"
 #include "json_api.h"
@@ -510,4 +512,67 @@ void r1d_routes_admin_interaction(r1d_server *s, http_exchange *ex) {
     g.rec = NULL;
   }
   json_decref(g.rec);
+}
+
+/* ---- the checkpoints registry ---- */
+
+typedef struct ckpt_read {
+  const char *status, *version;
+  size_t limit;
+  json_t *out;
+} ckpt_read;
+
+static int ckpt_list_txn(r1d_txn *t, void *arg, r1d_error *err) {
+  ckpt_read *q = arg;
+  return r1d_ckpt_list(t, q->status, q->limit, &q->out, err);
+}
+
+static int ckpt_get_txn(r1d_txn *t, void *arg, r1d_error *err) {
+  ckpt_read *q = arg;
+  return r1d_ckpt_get(t, q->version, &q->out, err);
+}
+
+void r1d_routes_admin_checkpoints(r1d_server *s, http_exchange *ex) {
+  if (storage_off(s, ex)) return;
+  api_error e = {0};
+  size_t limit = query_limit(ex, TASKS_MAX_LIST, &e);
+  if (!limit) {
+    api_reply(ex, &e);
+    return;
+  }
+  ckpt_read q = {.status = http_query_arg(ex, "status"), .limit = limit};
+  if (q.status && !*q.status) q.status = NULL;
+  r1d_error err = {0};
+  int rc = r1d_db_read(s->db, ckpt_list_txn, &q, &err);
+  if (rc == R1D_EINVAL) {
+    http_reply_error(ex, 400, "invalid_request_error", err.msg, "status",
+                     "invalid_value");
+    return;
+  }
+  if (rc) {
+    reply_store_error(ex, rc, err.msg);
+    return;
+  }
+  http_reply_json(ex, 200,
+                  json_pack("{s:s, s:o}", "object", "list", "data", q.out));
+}
+
+void r1d_routes_admin_checkpoint(r1d_server *s, http_exchange *ex) {
+  if (storage_off(s, ex)) return;
+  ckpt_read q = {.version = path_tail(ex, "/admin/v1/checkpoints/")};
+  r1d_error err = {0};
+  int rc =
+      q.version ? r1d_db_read(s->db, ckpt_get_txn, &q, &err) : R1D_ENOTFOUND;
+  if (rc == R1D_EINVAL || rc == R1D_ENOTFOUND) {
+    http_reply_error(ex, 404, "invalid_request_error",
+                     q.version ? err.msg
+                               : "expected /admin/v1/checkpoints/{version}",
+                     NULL, "not_found");
+    return;
+  }
+  if (rc) {
+    reply_store_error(ex, rc, err.msg);
+    return;
+  }
+  http_reply_json(ex, 200, q.out);
 }

@@ -120,6 +120,8 @@ void r1d_routes_admin_tasks(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_task(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_interactions(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_interaction(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_checkpoints(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_checkpoint(r1d_server *s, http_exchange *ex);
 /* Storage health and counters for /health, /metrics, /admin/v1/server. */
 json_t *r1d_server_storage_json(r1d_server *s);
 

@@ -1,6 +1,7 @@
 """`r1d sft` and `r1d pretrain` on the tiny random model: data formats and bad
 lines, the checkpoint folder (loadable by `r1d generate`), exact resume, the
 NaN stop, eval split, pretraining on text, argument errors."""
+import hashlib
 import json
 import resource
 import shutil
@@ -225,3 +226,63 @@ def test_argument_errors(tiny_model, tmp_path):
     empty = write_data(tmp_path / "e.jsonl", ["{\"x\": 1}"])
     p = run(["sft"] + m + ["--data", empty, "--out", str(tmp_path / "o")])
     assert p.returncode == 2 and "no usable training example" in p.err
+
+
+def test_data_dir_registers_each_checkpoint_with_its_lineage(tiny_model, tmp_path):
+    data = write_data(tmp_path / "d.jsonl", sft_rows())
+    dd, out = tmp_path / "data", tmp_path / "out"
+    args = ["sft", "--model", str(tiny_model), "--data", data, "--out", str(out),
+            "--max-steps", "6", "--save-every", "3", "--eval-split", "0.1",
+            "--eval-every", "3", "--data-dir", str(dd)] + BASE
+    p = run(args)
+    assert p.returncode == 0, p.err
+    train, evals = metrics(p.out)
+    ls = run(["checkpoints", "list", "--json", "--data-dir", str(dd)], check=True)
+    recs = [json.loads(l) for l in ls.out.splitlines()]
+    assert [r["step"] for r in recs] == [6, 3]  # newest first
+    new, old = recs
+    assert old["parent"] is None and new["parent"] == old["version"]
+    assert p.err.rstrip().endswith(f"registered as {new['version']}")
+    for r in recs:
+        assert r["kind"] == "sft" and r["status"] == "candidate"
+        assert r["path"] == str((out / f"checkpoint-{r['step']}").resolve())
+        assert r["base"] == str(tiny_model)
+        assert abs(r["train_loss"] - train[r["step"]]) < 1e-6
+        assert abs(r["eval_loss"] - evals[r["step"]]) < 1e-6
+        names = [f["name"] for f in r["files"]]
+        assert "model.safetensors" in names and "optimizer.bin" not in names
+        weights = next(f for f in r["files"] if f["name"] == "model.safetensors")
+        body = (Path(r["path"]) / "model.safetensors").read_bytes()
+        assert weights["bytes"] == len(body)
+        assert weights["sha256"] == hashlib.sha256(body).hexdigest()
+    table = run(["checkpoints", "list", "--data-dir", str(dd)], check=True).out
+    assert table.splitlines()[0].split()[:4] == ["VERSION", "STATUS", "KIND", "STEP"]
+    shown = run(["checkpoints", "show", str(out / "last"), "--data-dir", str(dd)], check=True)
+    assert json.loads(shown.out)["version"] == new["version"]
+    v = run(["checkpoints", "verify", new["version"], "--data-dir", str(dd)])
+    assert v.returncode == 0 and "files match" in v.out, v.err
+    # a changed config is caught, naming the file
+    cfg = Path(new["path"]) / "config.json"
+    cfg.write_text(cfg.read_text().replace("{", "{ ", 1))
+    v = run(["checkpoints", "verify", new["version"], "--data-dir", str(dd)])
+    assert v.returncode == 1 and "config.json" in v.err
+    # a run from a registered checkpoint names it as the parent
+    p2 = run(["sft", "--model", old["path"], "--data", data, "--out", str(tmp_path / "o2"),
+              "--max-steps", "1", "--data-dir", str(dd)] + BASE)
+    assert p2.returncode == 0, p2.err
+    top = json.loads(run(["checkpoints", "list", "--json", "--limit", "1",
+                          "--data-dir", str(dd)], check=True).out)
+    assert top["parent"] == old["version"] and top["step"] == 1
+
+
+def test_checkpoints_command_errors(tmp_path):
+    cases = [
+        (["checkpoints", "list", "--data-dir", str(tmp_path / "none")], 2, "no database in"),
+        (["checkpoints", "frobnicate"], 2, "unknown command 'frobnicate'"),
+        (["checkpoints", "show"], 2, "give one VERSION or PATH"),
+        (["checkpoints", "list", "--limit", "many"], 2, "--limit: expected"),
+    ]
+    for args, code, says in cases:
+        p = run(args)
+        assert p.returncode == code and says in p.err, (args, p.returncode, p.err)
+        assert len(p.err.strip().splitlines()) == 1, p.err

@@ -516,3 +516,33 @@ def test_retain_bytes_makes_room_at_the_cap(start_server):
     assert ids[-1] in kept and ids[0] not in kept
     assert len(kept) + pruned == n
     assert_error(s.get(f"/admin/v1/interactions/{ids[0]}"), 404, code="interaction_not_found")
+
+
+def test_admin_checkpoints_lists_what_a_training_run_registered(keyed_server, tiny_model, tmp_path):
+    s = keyed_server
+    r = s.get("/admin/v1/checkpoints", key=ADMIN_KEY)
+    assert r.status == 200 and r.json() == {"object": "list", "data": []}, r
+    # a training run beside the live server registers into its data dir
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"{i} + 1 =", "completion": f" {i + 1}"})
+                              for i in range(8)) + "\n")
+    p = subprocess.run([R1D, "sft", "--model", str(tiny_model), "--data", str(data),
+                        "--out", str(tmp_path / "out"), "--max-steps", "2", "--save-every", "1",
+                        "--max-len", "64", "--threads", "1", "--data-dir", s.data_dir],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    r = s.get("/admin/v1/checkpoints", key=ADMIN_KEY)
+    assert r.status == 200, r
+    recs = r.json()["data"]
+    assert [c["step"] for c in recs] == [2, 1] and recs[0]["parent"] == recs[1]["version"]
+    r = s.get(f"/admin/v1/checkpoints/{recs[1]['version']}", key=ADMIN_KEY)
+    assert r.status == 200 and r.json() == recs[1], r
+    r = s.get("/admin/v1/checkpoints?limit=1&status=candidate", key=ADMIN_KEY)
+    assert [c["step"] for c in r.json()["data"]] == [2], r
+    assert r.json()["data"][0]["files"][0]["sha256"]
+    assert s.get("/admin/v1/checkpoints?status=live", key=ADMIN_KEY).json()["data"] == []
+    assert_error(s.get("/admin/v1/checkpoints?status=best", key=ADMIN_KEY), 400, param="status")
+    assert_error(s.get("/admin/v1/checkpoints?limit=0", key=ADMIN_KEY), 400, param="limit")
+    assert_error(s.get("/admin/v1/checkpoints/ckpt-00000000000000ff", key=ADMIN_KEY), 404)
+    assert_error(s.get("/admin/v1/checkpoints/latest", key=ADMIN_KEY), 404)
+    assert s.get("/admin/v1/checkpoints", key=API_KEY).status in (401, 403)
