@@ -4,6 +4,7 @@ in one run and reported as r1d / PyTorch ratios.
 
     make bench-train                # or:
     build/venv-ref/bin/python bench/bench_train.py --r1d build/r1d [--steps 8]
+        [--openblas-env as-is|unpinned|both]
 
 What it does, in a temporary folder:
   * writes a seeded corpus of random ASCII words, exactly steps x max-tokens
@@ -34,6 +35,13 @@ except that r1d gets no OPENBLAS_NUM_THREADS: its --threads sets OpenBLAS's
 count itself, and with that variable set as well the OpenMP build of
 OpenBLAS ran r1d's steps 4x slower here (55-68 against 237-248 tokens/s;
 cause not yet found).
+OpenBLAS's kernel choice: some machines set OPENBLAS_CORETYPE (and
+OPENBLAS_L2_SIZE) in the environment to pin an older core type (this one
+pins Haswell, AVX2, on an AVX-512 CPU). --openblas-env both (the default)
+runs every peer twice: as the environment is, and with those two variables
+removed for that process alone, so OpenBLAS picks the CPU's own core
+(OPENBLAS_VERBOSE=2 makes r1d's OpenBLAS name it; printed). torch's CPU
+wheel brings its own BLAS, so its two rows are a control.
 The first-step losses are printed as a sanity check (both ~ln(vocab) for a
 random init; their batches may differ, as r1d shuffles documents), not
 asserted. This is a benchmark, not a test."""
@@ -63,12 +71,19 @@ def make_corpus(path, n_tokens, seed):
         f.write("".join(parts)[:n_tokens - 1])
 
 
-def thread_env(threads, openblas_var=True):
+PINS = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"]
+
+
+def thread_env(threads, openblas_var=True, unpin=False):
     env = dict(os.environ)
     for k in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"]:
         env[k] = str(threads)
     if not openblas_var:
         env.pop("OPENBLAS_NUM_THREADS")
+    if unpin:
+        for k in PINS:
+            env.pop(k, None)
+    env["OPENBLAS_VERBOSE"] = "2"
     return env
 
 
@@ -83,7 +98,7 @@ def vm_hwm_kib(pid):
     return None
 
 
-def run_r1d(args, model, corpus, out, log):
+def run_r1d(args, model, corpus, out, log, unpin):
     cmd = [args.r1d, "pretrain", "--model", model, "--text", corpus, "--out", out,
            "--max-len", str(args.max_len), "--max-tokens", str(args.max_tokens),
            "--max-steps", str(args.steps), "--threads", str(args.threads),
@@ -92,7 +107,7 @@ def run_r1d(args, model, corpus, out, log):
            "--weight-decay", "0.1", "--beta1", "0.9", "--beta2", "0.95", "--eps", "1e-8"]
     with open(log, "w") as err:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                             env=thread_env(args.threads, openblas_var=False))
+                             env=thread_env(args.threads, openblas_var=False, unpin=unpin))
         steps, hwm = [], None
         for line in p.stdout:
             try:
@@ -120,8 +135,10 @@ def run_r1d(args, model, corpus, out, log):
     if odd:
         print(f"warning: r1d steps {odd} did not hold {args.max_tokens} tokens", file=sys.stderr)
     with open(log) as f:
-        info = [l.strip().removeprefix("r1d: ") for l in f if "documents" in l]
-    return {"tok_s": tokens / dt, "timed_tokens": tokens, "timed_s": dt,
+        lines = f.readlines()
+    info = [l.strip().removeprefix("r1d: ") for l in lines if "documents" in l]
+    core = [l.split(":", 1)[1].strip() for l in lines if l.startswith("Core:")]
+    return {"openblas_core": core[0] if core else "?","tok_s": tokens / dt, "timed_tokens": tokens, "timed_s": dt,
             "step_s": [round(b["elapsed_s"] - a["elapsed_s"], 3) for a, b in zip(steps, steps[1:])],
             "first_loss": steps[0]["loss"],
             "rss_mib": (hwm if hwm is not None else ru.ru_maxrss) / 1024,
@@ -188,14 +205,15 @@ def torch_worker(args):
         "interop_threads": torch.get_num_interop_threads()}))
 
 
-def run_torch(args, model, corpus, attn):
+def run_torch(args, model, corpus, attn, unpin):
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--model", model,
            "--corpus", corpus, "--attn", attn, "--threads", str(args.threads),
            "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--max-len", str(args.max_len), "--max-tokens", str(args.max_tokens),
            "--lr", str(args.lr)]
     # stderr passes through: per-step progress, and any traceback.
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=thread_env(args.threads))
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,
+                       env=thread_env(args.threads, unpin=unpin))
     if p.returncode != 0:
         sys.exit(f"torch worker ({attn}) failed with exit {p.returncode}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -214,6 +232,8 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--attn", choices=["sdpa", "eager", "both"], default="sdpa")
     ap.add_argument("--seed", type=int, default=1, help="model init and corpus")
+    ap.add_argument("--openblas-env", choices=["as-is", "unpinned", "both"], default="both",
+                    help="run with the environment's OPENBLAS_CORETYPE/L2_SIZE, without, or both")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -233,39 +253,59 @@ def main():
         subprocess.run([args.r1d, "model", "init", "--arch", args.arch, "--preset", args.preset,
                         "--seed", str(args.seed), "--out", model], check=True,
                        stdout=subprocess.DEVNULL)
-        print(f"r1d pretrain, {args.steps} steps ...", file=sys.stderr)
-        r = run_r1d(args, model, corpus, os.path.join(d, "out"), os.path.join(d, "r1d.log"))
-        peers = {}
-        for attn in (["sdpa", "eager"] if args.attn == "both" else [args.attn]):
-            print(f"torch ({attn}), {args.steps} steps ...", file=sys.stderr)
-            peers[attn] = run_torch(args, model, corpus, attn)
+        modes = {"as-is": [False], "unpinned": [True], "both": [False, True]}[args.openblas_env]
+        pinned = {k: os.environ[k] for k in PINS if k in os.environ}
+        if not pinned:
+            modes = [False]  # nothing to remove: one run
+        runs = {}
+        for unpin in modes:
+            env_name = "unpinned" if unpin else "as-is"
+            print(f"[{env_name}] r1d pretrain, {args.steps} steps ...", file=sys.stderr)
+            r = run_r1d(args, model, corpus, os.path.join(d, "out-" + env_name),
+                        os.path.join(d, "r1d.log"), unpin)
+            peers = {}
+            for attn in (["sdpa", "eager"] if args.attn == "both" else [args.attn]):
+                print(f"[{env_name}] torch ({attn}), {args.steps} steps ...", file=sys.stderr)
+                peers[attn] = run_torch(args, model, corpus, attn, unpin)
+            runs[env_name] = (r, peers)
 
         with open(os.path.join(model, "config.json")) as f:
             vocab = json.load(f)["vocab_size"]
-    any_t = next(iter(peers.values()))
+    results = {}
+    for env_name, (r, peers) in runs.items():
+        results[env_name] = {
+            "r1d": r, "torch": peers,
+            "ratio": {a: {"tok_s": r["tok_s"] / t["tok_s"], "rss": r["rss_mib"] / t["rss_mib"]}
+                      for a, t in peers.items()}}
     result = {"arch": args.arch, "preset": args.preset, "threads": args.threads,
               "steps": args.steps, "warmup": args.warmup, "max_len": args.max_len,
               "max_tokens": args.max_tokens, "batch": [args.max_tokens // args.max_len, args.max_len],
-              "r1d": r, "torch": peers,
-              "ratio": {a: {"tok_s": r["tok_s"] / t["tok_s"], "rss": r["rss_mib"] / t["rss_mib"]}
-                        for a, t in peers.items()}}
+              "environment_pins": pinned, "runs": results}
     if args.json:
         print(json.dumps(result, indent=1))
         return
     b = result["batch"]
+    any_t = next(iter(next(iter(results.values()))["torch"].values()))
     print(f"{args.arch} {args.preset}, fp32, batch [{b[0]},{b[1]}] = {args.max_tokens} tokens/step, "
           f"{args.steps} steps ({args.warmup} warm-up untimed), {args.threads} threads")
     print(f"torch {any_t['torch']} (threads {any_t['torch_threads']}, interop "
           f"{any_t['interop_threads']}), transformers {any_t['transformers']}; "
           f"OMP/MKL_NUM_THREADS={args.threads}")
-    print(f"{'peer':18}{'tokens/s':>10}{'peak RSS MiB':>14}{'first loss':>12}")
-    print(f"{'r1d':18}{r['tok_s']:10.1f}{r['rss_mib']:14.0f}{r['first_loss']:12.4f}")
-    for a, t in peers.items():
-        print(f"{'torch ' + a:18}{t['tok_s']:10.1f}{t['rss_mib']:14.0f}{t['first_loss']:12.4f}")
-    for a, q in result["ratio"].items():
-        print(f"{'r1d/torch ' + a:18}{q['tok_s']:10.2f}{q['rss']:14.2f}")
-    print(f"ln(vocab {vocab}) = {math.log(vocab):.4f}; r1d whole-process maxrss (with the checkpoint "
-          f"write) {r['rss_process_mib']:.0f} MiB")
+    for env_name, res in results.items():
+        r = res["r1d"]
+        pins = ", ".join(f"{k}={v}" for k, v in pinned.items())
+        head = (f"environment as is ({pins})" if env_name == "as-is" and pinned
+                else f"without {', '.join(PINS)}" if env_name == "unpinned" else "environment")
+        print(f"\n{head}: r1d's OpenBLAS core {r['openblas_core']}")
+        print(f"{'peer':18}{'tokens/s':>10}{'peak RSS MiB':>14}{'first loss':>12}")
+        print(f"{'r1d':18}{r['tok_s']:10.1f}{r['rss_mib']:14.0f}{r['first_loss']:12.4f}")
+        for a, t in res["torch"].items():
+            print(f"{'torch ' + a:18}{t['tok_s']:10.1f}{t['rss_mib']:14.0f}{t['first_loss']:12.4f}")
+        for a, q in res["ratio"].items():
+            print(f"{'r1d/torch ' + a:18}{q['tok_s']:10.2f}{q['rss']:14.2f}")
+    r = next(iter(results.values()))["r1d"]
+    print(f"\nln(vocab {vocab}) = {math.log(vocab):.4f}; r1d whole-process maxrss (with the "
+          f"checkpoint write) {r['rss_process_mib']:.0f} MiB")
     print(f"r1d {r['data']}; torch corpus tokens: {any_t['corpus_tokens']}")
 
 

@@ -8,20 +8,25 @@
  *   dq  += scale sum_t dS_t k_t
  *   dk_t += scale dS_t q,   dv_t += P_t g
  *
- * Nothing from the forward but q, k, v is needed: each row recomputes its
- * scores in three passes over its keys (max and normaliser; D; then the
- * updates), so the kernel needs no memory and cannot fail. Normaliser and D
- * are summed in double.
+ * Nothing from the forward but q, k, v is needed. Each row takes two passes
+ * over its keys: the first computes s_t and dP_t (two dots) and keeps them
+ * in a stack cache of ROW_CACHE keys, with the normaliser l and the sum
+ * D = sum_t e^(s_t - m) dP_t / l accumulated online (rescaled when the
+ * running maximum m grows); the second turns them into P_t and dS_t and
+ * makes the three updates. Keys past the cache recompute their two dots in
+ * the second pass, so no length needs memory and the kernel cannot fail.
+ * l and D are summed in double.
  *
  * Parallelism: dk and dv rows are shared by every query head of a kv group
  * and every query position, so one task owns one kv head and walks its query
  * heads and positions in a fixed order: deterministic without atomics, at
- * the price of only n_kv_heads-way parallelism. A faster kernel (saving the
- * row's log-sum-exp, as flash attention does) can come with the CUDA twin. */
+ * the price of only n_kv_heads-way parallelism. */
 #include <math.h>
 
 #include "cpu_backward.h"
 #include "cpu_ops.h"
+
+enum { ROW_CACHE = 4096 }; /* keys whose s_t and dP_t a row keeps */
 
 void r1d_cpu_attention_backward(void *ctx, int n, int start, int n_heads,
                                 int n_kv_heads, int head_dim, const float *q,
@@ -36,50 +41,63 @@ void r1d_cpu_attention_backward(void *ctx, int n, int start, int n_heads,
 #pragma omp parallel for schedule(static)
   for (int g = 0; g < n_kv_heads; g++) {
     size_t kv_off = (size_t)g * head_dim;
+    float s_cache[ROW_CACHE], dp_cache[ROW_CACHE];
     for (int h = g * group; h < (g + 1) * group; h++) {
       for (int i = 0; i < n; i++) {
         const float *qi = q + (size_t)i * q_stride + (size_t)h * head_dim;
         const float *gi = dout + (size_t)i * q_stride + (size_t)h * head_dim;
         int len = start + i + 1; /* causal: keys 0 .. start+i */
-        /* pass 1: max score and softmax normaliser */
+        /* pass 1: scaled scores and dP, with l and D online */
         float m = -INFINITY;
-        for (int t = 0; t < len; t++) {
-          float s = r1d_cpu_dot8(qi, k + t * kv_stride + kv_off, head_dim);
-          if (s * scale > m) m = s * scale;
-        }
-        double l = 0.0;
-        for (int t = 0; t < len; t++) {
-          float s = r1d_cpu_dot8(qi, k + t * kv_stride + kv_off, head_dim);
-          l += exp((double)(s * scale) - m);
-        }
-        /* pass 2: D = sum_t P_t (g . v_t) */
-        double dsum = 0.0;
-        for (int t = 0; t < len; t++) {
-          float s = r1d_cpu_dot8(qi, k + t * kv_stride + kv_off, head_dim);
-          double p = exp((double)(s * scale) - m) / l;
-          dsum += p * r1d_cpu_dot8(gi, v + t * kv_stride + kv_off, head_dim);
-        }
-        /* pass 3: the updates */
-        float *dqi = dq ? dq + (size_t)i * q_stride + (size_t)h * head_dim : 0;
+        double l = 0.0, dsum = 0.0;
         for (int t = 0; t < len; t++) {
           const float *kt = k + t * kv_stride + kv_off;
           const float *vt = v + t * kv_stride + kv_off;
-          float s = r1d_cpu_dot8(qi, kt, head_dim);
-          float p = (float)(exp((double)(s * scale) - m) / l);
+          float st = scale * r1d_cpu_dot8(qi, kt, head_dim);
           float dp = r1d_cpu_dot8(gi, vt, head_dim);
-          float ds = scale * p * (dp - (float)dsum); /* scale folded in */
+          if (t < ROW_CACHE) {
+            s_cache[t] = st;
+            dp_cache[t] = dp;
+          }
+          if (st > m) { /* the first key, or a new maximum: rescale */
+            double r = exp((double)m - st);
+            l *= r;
+            dsum *= r;
+            m = st;
+          }
+          double e = exp((double)st - m);
+          l += e;
+          dsum += e * dp;
+        }
+        dsum /= l;
+        /* pass 2: P_t, dS_t and the updates */
+        float *dqi = dq ? dq + (size_t)i * q_stride + (size_t)h * head_dim : 0;
+        float inv_l = (float)(1.0 / l), d = (float)dsum;
+        for (int t = 0; t < len; t++) {
+          const float *kt = k + t * kv_stride + kv_off;
+          const float *vt = v + t * kv_stride + kv_off;
+          float st, dp;
+          if (t < ROW_CACHE) {
+            st = s_cache[t];
+            dp = dp_cache[t];
+          } else {
+            st = scale * r1d_cpu_dot8(qi, kt, head_dim);
+            dp = r1d_cpu_dot8(gi, vt, head_dim);
+          }
+          float p = expf(st - m) * inv_l;
+          float ds = scale * p * (dp - d); /* scale folded in */
           if (dqi)
-            for (int d = 0; d < head_dim; d++)
-              dqi[d] += ds * kt[d];
+            for (int x = 0; x < head_dim; x++)
+              dqi[x] += ds * kt[x];
           if (dk) {
             float *dkt = dk + t * kv_stride + kv_off;
-            for (int d = 0; d < head_dim; d++)
-              dkt[d] += ds * qi[d];
+            for (int x = 0; x < head_dim; x++)
+              dkt[x] += ds * qi[x];
           }
           if (dv) {
             float *dvt = dv + t * kv_stride + kv_off;
-            for (int d = 0; d < head_dim; d++)
-              dvt[d] += p * gi[d];
+            for (int x = 0; x < head_dim; x++)
+              dvt[x] += p * gi[x];
           }
         }
       }

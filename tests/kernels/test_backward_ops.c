@@ -84,6 +84,14 @@ static const bwd_case cases[] = {
      .hd = 64,
      .skip = 1},
     {.op = B_ATTENTION, .m = 40, .heads = 2, .kv_heads = 1, .hd = 128},
+    /* rows longer than the CPU kernel's 4096-key cache recompute the rest */
+    {.op = B_ATTENTION, .m = 4200, .heads = 2, .kv_heads = 1, .hd = 8},
+    {.op = B_ATTENTION,
+     .m = 5,
+     .start = 4100,
+     .heads = 2,
+     .kv_heads = 2,
+     .hd = 16},
 
     {.op = B_SWIGLU, .n = 1},
     {.op = B_SWIGLU, .n = 4099},
