@@ -202,6 +202,11 @@ typedef struct r1d_backend_ops {
   void (*adamw)(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
                 float *param, const float *grad, float *m, float *v,
                 void *param_lowp);
+  /* *out (one double, a backend buffer) = sum of x[i]^2 over [n], summed in
+   * double in an order fixed by n alone (global-norm clipping) */
+  void (*sum_squares)(void *ctx, size_t n, const float *x, double *out);
+  /* x[i] *= factor over [n] (applying the clipping coefficient) */
+  void (*scale)(void *ctx, size_t n, float factor, float *x);
 } r1d_backend_ops;
 
 typedef struct r1d_backend {

@@ -16,6 +16,7 @@
 
 #include "../common/file.h"
 #include "../engine/model/checkpoint.h"
+#include "../engine/model/train_device.h"
 
 enum { STATE_VERSION = 1 };
 
@@ -24,12 +25,13 @@ typedef struct run {
   r1d_train_model *tm;
   const r1d_dataset *train, *eval;
   r1d_packing packs, eval_packs;
-  r1d_optim *opt;
-  r1d_train_plan *plan;
-  int32_t *targets; /* [max_tokens] */
-  int32_t *ids;     /* [max_tokens] */
-  int *doc_lens;    /* [max_tokens] */
-  size_t *order;    /* [n_packs], for order_epoch */
+  r1d_optim *opt;       /* with a device: the host mirror of its AdamW state */
+  r1d_train_plan *plan; /* host trainer only */
+  r1d_dtrain *dev;      /* the device trainer, or NULL */
+  int32_t *targets;     /* [max_tokens] */
+  int32_t *ids;         /* [max_tokens] */
+  int *doc_lens;        /* [max_tokens] */
+  size_t *order;        /* [n_packs], for order_epoch */
   long order_epoch;
   long total_steps;
   char last_good[4096]; /* the newest checkpoint written or resumed from */
@@ -95,6 +97,30 @@ static char *state_json(const run *r, long step, double loss) {
   return s;
 }
 
+/* The device's AdamW moments to the host optimizer (to_host) or back, tensor
+ * by tensor through flat buffers in the train model's layout. */
+static int sync_moments(run *r, int to_host, r1d_error *err) {
+  size_t nf = r->tm->n_floats;
+  float *m = calloc(nf, sizeof(float)), *v = calloc(nf, sizeof(float));
+  int rc = m && v ? 0 : r1d_fail(err, R1D_ENOMEM, "out of memory");
+  if (rc == 0 && to_host) rc = r1d_dtrain_download_moments(r->dev, m, v, err);
+  for (int i = 0; rc == 0 && i < r->tm->n_tensors; i++) {
+    const r1d_train_tensor *t = &r->tm->tensors[i];
+    float *om, *ov;
+    if (r1d_optim_tensor_state(r->opt, (size_t)i, &om, &ov)) {
+      rc = r1d_fail(err, R1D_EINVAL, "optimizer: tensor %d missing", i);
+      break;
+    }
+    size_t bytes = t->n * sizeof(float);
+    memcpy(to_host ? om : m + t->offset, to_host ? m + t->offset : om, bytes);
+    memcpy(to_host ? ov : v + t->offset, to_host ? v + t->offset : ov, bytes);
+  }
+  if (rc == 0 && !to_host) rc = r1d_dtrain_upload_moments(r->dev, m, v, err);
+  free(m);
+  free(v);
+  return rc;
+}
+
 /* Reads dir/trainer_state.json and dir/optimizer.bin into r; *step gets the
  * step the checkpoint was taken after. */
 static int resume_from(run *r, const char *dir, long *step, r1d_error *err) {
@@ -141,6 +167,7 @@ static int resume_from(run *r, const char *dir, long *step, r1d_error *err) {
   rc = path ? r1d_read_file(path, &bytes, &len, err)
             : r1d_fail(err, R1D_ENOMEM, "out of memory");
   if (rc == 0) rc = r1d_optim_state_load(r->opt, bytes, len, err);
+  if (rc == 0 && r->dev) rc = sync_moments(r, 0, err);
   if (rc) rc = r1d_fail(err, rc, "resume: %s: %s", path, err->msg);
   free(bytes);
   free(path);
@@ -208,6 +235,9 @@ static int save(run *r, long step, double loss, const r1d_sft_hooks *hooks,
   size_t opt_len = r1d_optim_state_bytes(r->opt);
   void *opt = malloc(opt_len);
   int rc = state && opt ? 0 : r1d_fail(err, R1D_ENOMEM, "out of memory");
+  if (rc == 0 && r->dev) /* the device holds the truth: bring it home */
+    rc = r1d_dtrain_download_params(r->dev, r->tm->params, err);
+  if (rc == 0 && r->dev) rc = sync_moments(r, 1, err);
   if (rc == 0) rc = r1d_optim_state_save(r->opt, opt, opt_len, err);
   if (rc == 0) {
     r1d_checkpoint_file extra[2] = {
@@ -250,8 +280,11 @@ static int evaluate(run *r, double *loss, long *counted, r1d_error *err) {
     const r1d_pack *pk = &r->eval_packs.packs[p];
     int n = load_pack(r, r->eval, &r->eval_packs, p);
     float l = 0.0f;
-    int rc = r1d_train_forward_docs(r->tm, r->plan, r->ids, r->targets, n,
-                                    r->doc_lens, pk->n_docs, &l, err);
+    int rc = r->dev
+                 ? r1d_dtrain_forward_loss(r->dev, r->ids, r->targets, n,
+                                           r->doc_lens, pk->n_docs, &l, err)
+                 : r1d_train_forward_docs(r->tm, r->plan, r->ids, r->targets, n,
+                                          r->doc_lens, pk->n_docs, &l, err);
     if (rc) return rc;
     sum += (double)l * pk->n_counted;
     total += pk->n_counted;
@@ -268,6 +301,7 @@ static void run_free(run *r) {
   r1d_packing_free(&r->eval_packs);
   r1d_optim_destroy(r->opt);
   r1d_train_plan_free(r->plan);
+  r1d_dtrain_free(r->dev);
   free(r->targets);
   free(r->ids);
   free(r->doc_lens);
@@ -314,7 +348,9 @@ static int setup(run *r, r1d_error *err) {
   if (!r->targets || !r->ids || !r->doc_lens || !r->order)
     return r1d_fail(err, R1D_ENOMEM, "training: out of memory");
   r->order_epoch = -1;
-  rc = r1d_train_plan_create(r->tm, c->max_tokens, &r->plan, err);
+  rc = c->device
+           ? r1d_dtrain_create(c->device, r->tm, c->max_tokens, &r->dev, err)
+           : r1d_train_plan_create(r->tm, c->max_tokens, &r->plan, err);
   if (rc) return rc;
   r1d_optim_tensor *tensors = NULL;
   size_t n_tensors = 0;
@@ -346,31 +382,61 @@ static int train_step(run *r, long step, double *loss_out, double *norm_out,
   long counted = 0, tokens = 0;
   for (int j = 0; j < c->grad_accum; j++)
     counted += r->packs.packs[pack_at(r, g0 + j)].n_counted;
-  r1d_train_zero_grad(r->tm);
+  if (r->dev)
+    r1d_dtrain_zero_grad(r->dev);
+  else
+    r1d_train_zero_grad(r->tm);
   double loss = 0.0;
   for (int j = 0; j < c->grad_accum; j++) {
     size_t p = pack_at(r, g0 + j);
     const r1d_pack *pk = &r->packs.packs[p];
     int n = load_pack(r, r->train, &r->packs, p);
     float l = 0.0f;
-    int rc = r1d_train_forward_docs(r->tm, r->plan, r->ids, r->targets, n,
-                                    r->doc_lens, pk->n_docs, &l, err);
-    if (rc) return rc;
-    if (!isfinite(l)) return stopped_msg(r, step + 1, "the loss", l, err);
     float share = (float)pk->n_counted / (float)counted;
-    rc = r1d_train_backward(r->tm, r->plan, share, err);
-    if (rc) return rc;
+    int rc;
+    if (r->dev) { /* the loss comes with the backward: checked after it */
+      rc = r1d_dtrain_forward_backward(r->dev, r->ids, r->targets, n,
+                                       r->doc_lens, pk->n_docs, share, &l, err);
+      if (rc) return rc;
+      if (!isfinite(l)) return stopped_msg(r, step + 1, "the loss", l, err);
+    } else {
+      rc = r1d_train_forward_docs(r->tm, r->plan, r->ids, r->targets, n,
+                                  r->doc_lens, pk->n_docs, &l, err);
+      if (rc) return rc;
+      if (!isfinite(l)) return stopped_msg(r, step + 1, "the loss", l, err);
+      rc = r1d_train_backward(r->tm, r->plan, share, err);
+      if (rc) return rc;
+    }
     loss += (double)l * pk->n_counted / (double)counted;
     tokens += n;
   }
-  double norm = r1d_optim_grad_norm(r->opt);
-  if (!isfinite(norm))
-    return stopped_msg(r, step + 1, "the gradient norm", norm, err);
-  if (c->clip > 0.0) {
-    int rc = r1d_optim_clip_grad_norm(r->opt, c->clip, &norm, err);
+  double norm = NAN;
+  double lr = r1d_lr_at(&c->sched, step);
+  int rc = 0;
+  if (r->dev) {
+    rc = r1d_dtrain_grad_norm(r->dev, &norm, err);
     if (rc) return rc;
+    if (!isfinite(norm))
+      return stopped_msg(r, step + 1, "the gradient norm", norm, err);
+    if (c->clip > 0.0)
+      rc = r1d_dtrain_clip_grad_norm(r->dev, c->clip, &norm, err);
+    long t = r1d_optim_step_count(r->opt) + 1;
+    r1d_adamw_step as = {.lr = lr,
+                         .beta1 = c->adamw.beta1,
+                         .beta2 = c->adamw.beta2,
+                         .eps = c->adamw.eps,
+                         .weight_decay = c->adamw.weight_decay,
+                         .step = t};
+    if (rc == 0) rc = r1d_dtrain_adamw(r->dev, &as, err);
+    if (rc == 0) rc = r1d_optim_set_step(r->opt, t, err);
+  } else {
+    norm = r1d_optim_grad_norm(r->opt);
+    if (!isfinite(norm))
+      return stopped_msg(r, step + 1, "the gradient norm", norm, err);
+    if (c->clip > 0.0)
+      rc = r1d_optim_clip_grad_norm(r->opt, c->clip, &norm, err);
+    if (rc == 0) rc = r1d_optim_step(r->opt, lr, err);
   }
-  int rc = r1d_optim_step(r->opt, r1d_lr_at(&c->sched, step), err);
   if (rc) return rc;
   *loss_out = loss;
   *norm_out = norm;

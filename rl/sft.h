@@ -26,6 +26,7 @@
 
 #include "../common/status.h"
 #include "../engine/model/train.h"
+#include "../kernels/backend.h"
 #include "optim.h"
 #include "sft_data.h"
 
@@ -47,6 +48,10 @@ typedef struct r1d_sft_config {
   long eval_every;       /* steps between evals, 0 = only at the end */
   uint64_t seed;
   const char *resume_dir; /* a checkpoint folder to continue from, or NULL */
+  /* NULL: the host trainer (engine/model/train.h); else the device trainer
+   * (train_device.h) on this backend, with the host optimizer holding a
+   * mirror of its AdamW state for checkpoints */
+  const r1d_backend *device;
 } r1d_sft_config;
 
 typedef struct r1d_sft_metrics {

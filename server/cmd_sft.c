@@ -16,6 +16,7 @@
 #include "../engine/model/model.h"
 #include "../engine/model/train.h"
 #include "../kernels/cpu/cpu_backend.h"
+#include "../kernels/cuda/cuda_backend.h"
 #include "../rl/sft.h"
 #include "../storage/checkpoints.h"
 #include "../storage/db.h"
@@ -58,6 +59,13 @@
   "                         reported with its number and skipped)\n"           \
   "  --progress bar|json    default: bar on a terminal, else JSON lines\n"     \
   "  --threads N            CPU threads (default: all cores)\n"                \
+  "  --backend B            cpu (default: the host trainer), cuda (the\n"      \
+  "                         device trainer on GPU 0: fp32 master weights,\n"   \
+  "                         gradients and moments, bf16 forward GEMMs;\n"      \
+  "                         --tf32 runs the backward GEMMs in TF32) or\n"      \
+  "                         cpu-ops (the device trainer on the CPU ops\n"      \
+  "                         table: the CUDA path's code, checked where no\n"   \
+  "                         GPU is)\n"                                         \
   "  --data-dir DIR         register each checkpoint in the checkpoints "      \
   "table\n"                                                                    \
   "                         of DIR (r1d serve's data dir), with its step,\n"   \
@@ -69,7 +77,8 @@
 const char cmd_sft_help[] =
     "usage: r1d sft --model DIR --data FILE.jsonl --out DIR [options]\n"
     "\n"
-    "Supervised fine-tuning on the CPU in fp32. Lines of FILE (TRL's "
+    "Supervised fine-tuning (CPU, or a GPU with --backend cuda). Lines of FILE "
+    "(TRL's "
     "formats):\n"
     "  {\"messages\": [...]}: the chat template renders the conversation up\n"
     "     to its last assistant turn; loss on that turn (thoughts included)\n"
@@ -108,12 +117,12 @@ static void on_stop_signal(int sig) {
 typedef struct sft_opts {
   int pretrain;
   const char *model, *data, *text, *out, *template_name, *eval_data;
-  const char *schedule, *progress, *data_dir;
+  const char *schedule, *progress, *data_dir, *backend;
   long long max_len, max_tokens, grad_accum, max_steps, warmup_steps;
   long long eval_every, save_every, save_limit, seed, threads;
   double epochs, lr, min_lr, warmup_ratio, weight_decay, beta1, beta2, eps;
   double clip, eval_split;
-  int resume, strict, bf16;
+  int resume, strict, bf16, tf32;
 } sft_opts;
 
 typedef struct int_opt {
@@ -177,6 +186,8 @@ static int parse_args(int argc, char **argv, sft_opts *o) {
                                  {"strict", no_argument, 0, 's'},
                                  {"bf16", no_argument, 0, 'b'},
                                  {"data-dir", required_argument, 0, 'D'},
+                                 {"backend", required_argument, 0, 'B'},
+                                 {"tf32", no_argument, 0, 't'},
                                  {"help", no_argument, 0, 'h'},
                                  {0, 0, 0, 0}};
   for (int i = 0; named[i].name; i++)
@@ -215,6 +226,8 @@ static int parse_args(int argc, char **argv, sft_opts *o) {
     case 's': o->strict = 1; break;
     case 'b': o->bf16 = 1; break;
     case 'D': o->data_dir = optarg; break;
+    case 'B': o->backend = optarg; break;
+    case 't': o->tf32 = 1; break;
     case 'h':
       fputs(o->pretrain ? cmd_pretrain_help : cmd_sft_help, stdout);
       return -1;
@@ -238,6 +251,12 @@ static int parse_args(int argc, char **argv, sft_opts *o) {
   if (o->progress && strcmp(o->progress, "bar") && strcmp(o->progress, "json"))
     return cli_usage_error("%s --progress: bar or json, not '%s'", cmd,
                            o->progress);
+  if (strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda") &&
+      strcmp(o->backend, "cpu-ops"))
+    return cli_usage_error("%s --backend: cpu, cuda or cpu-ops, not '%s'", cmd,
+                           o->backend);
+  if (o->tf32 && strcmp(o->backend, "cuda"))
+    return cli_usage_error("%s --tf32 needs --backend cuda", cmd);
   if (o->warmup_steps && o->warmup_ratio > 0)
     return cli_usage_error(
         "%s: give --warmup-steps or --warmup-ratio, not both", cmd);
@@ -410,14 +429,16 @@ static int train_main(int argc, char **argv, int pretrain) {
                 .eps = 1e-8,
                 .clip = 1.0,
                 .seed = 42,
-                .schedule = "cosine"};
+                .schedule = "cosine",
+                .backend = "cpu"};
   int st = parse_args(argc, argv, &o);
   if (st == -1) return CLI_EXIT_OK;
   if (st) return st;
 
   r1d_error err = {0};
-  r1d_backend be;
+  r1d_backend be, dev_be = {0};
   r1d_cpu_backend_init(&be, (int)o.threads);
+  int dev_is_cuda = 0;
   r1d_tokenizer *tok = NULL;
   r1d_template *tmpl = NULL;
   r1d_model *model = NULL;
@@ -426,6 +447,20 @@ static int train_main(int argc, char **argv, int pretrain) {
   progress prog = {.eval_step = -1};
   int status = CLI_EXIT_FAIL;
   char resume_dir[4096] = "";
+
+  if (!strcmp(o.backend, "cuda")) {
+    if (r1d_cuda_backend_init(&dev_be, 0, &err)) {
+      fprintf(stderr, "r1d: --backend cuda: %s\n", err.msg);
+      goto done;
+    }
+    dev_is_cuda = 1;
+    r1d_cuda_backend_set_tf32(&dev_be, o.tf32);
+    char desc[256];
+    r1d_cuda_backend_describe(&dev_be, desc, sizeof desc);
+    fprintf(stderr, "r1d: training on %s\n", desc);
+  } else if (!strcmp(o.backend, "cpu-ops")) {
+    dev_be = be;
+  }
 
   if (o.resume) {
     if (r1d_sft_last_checkpoint(o.out, resume_dir, sizeof resume_dir, &err)) {
@@ -537,7 +572,8 @@ static int train_main(int argc, char **argv, int pretrain) {
                         .save_bf16 = o.bf16,
                         .eval_every = (long)o.eval_every,
                         .seed = (uint64_t)o.seed,
-                        .resume_dir = resume_dir[0] ? resume_dir : NULL};
+                        .resume_dir = resume_dir[0] ? resume_dir : NULL,
+                        .device = dev_be.ops ? &dev_be : NULL};
   r1d_sft_hooks hooks = {.on_metrics = on_metrics,
                          .on_checkpoint = on_checkpoint,
                          .stop = &stop_requested,
@@ -574,6 +610,7 @@ done:
   r1d_model_free(model);
   r1d_template_free(tmpl);
   r1d_tokenizer_free(tok);
+  if (dev_is_cuda) r1d_cuda_backend_destroy(&dev_be);
   return status;
 }
 

@@ -39,6 +39,7 @@ struct r1d_dtrain {
   float *x_final, *h_final, *logits, *dlogits, *target_logprob, *loss;
   float *dx, *dh, *dq, *datt, *dk, *dv, *dk_rot, *dgate, *dup, *dact;
   void *act_block;
+  double *norm_sq; /* one double on the backend: sum_squares' output */
   size_t act_bytes, bytes;
 };
 
@@ -184,7 +185,8 @@ int r1d_dtrain_create(const r1d_backend *be, const r1d_train_model *tm,
                     "0 (got %d)",
                     max_tokens);
   const r1d_backend_ops *o = be->ops;
-  if (!o->linear_backward || !o->cross_entropy || !o->adamw || !o->zero)
+  if (!o->linear_backward || !o->cross_entropy || !o->adamw || !o->zero ||
+      !o->sum_squares || !o->scale)
     return r1d_fail(err, R1D_EINVAL,
                     "device trainer: backend %s has no training ops", o->name);
   r1d_dtrain *d = calloc(1, sizeof *d);
@@ -204,7 +206,8 @@ int r1d_dtrain_create(const r1d_backend *be, const r1d_train_model *tm,
   d->grads = be_alloc(d, fbytes);
   d->m = be_alloc(d, fbytes);
   d->v = be_alloc(d, fbytes);
-  if (!d->params || !d->grads || !d->m || !d->v) goto oom;
+  d->norm_sq = be_alloc(d, sizeof(double));
+  if (!d->params || !d->grads || !d->m || !d->v || !d->norm_sq) goto oom;
   if (o->upload(be->ctx, d->params, tm->params, fbytes)) goto backend;
   o->zero(be->ctx, d->grads, fbytes);
   o->zero(be->ctx, d->m, fbytes);
@@ -267,6 +270,7 @@ void r1d_dtrain_free(r1d_dtrain *d) {
   o->free(ctx, d->m);
   o->free(ctx, d->v);
   o->free(ctx, d->act_block);
+  o->free(ctx, d->norm_sq);
   free(d->lowp);
   free(d->acts);
   free(d->doc_off);
@@ -389,19 +393,16 @@ static void layer_backward(r1d_dtrain *d, int l, int n) {
                       g->attn_norm);
 }
 
-int r1d_dtrain_forward_backward(r1d_dtrain *d, const int32_t *ids,
-                                const int32_t *targets, int n,
-                                const int *doc_lens, int n_docs,
-                                float grad_scale, float *loss, r1d_error *err) {
+/* Checks the batch and uploads ids, targets and positions. */
+static int prepare(r1d_dtrain *d, const int32_t *ids, const int32_t *targets,
+                   int n, const int *doc_lens, int n_docs, float *loss,
+                   r1d_error *err) {
   if (!d || !ids || !targets || !doc_lens || !loss)
     return r1d_fail(err, R1D_EINVAL, "device trainer: NULL argument");
-  const r1d_config *c = &d->tm->cfg;
   int counted = 0;
-  int rc = r1d_train_check_batch(c, d->max_tokens, ids, targets, n, doc_lens,
-                                 n_docs, &counted, err);
+  int rc = r1d_train_check_batch(&d->tm->cfg, d->max_tokens, ids, targets, n,
+                                 doc_lens, n_docs, &counted, err);
   if (rc) return rc;
-  if (!isfinite(grad_scale))
-    return r1d_fail(err, R1D_EINVAL, "device trainer: grad_scale not finite");
   d->doc_off[0] = 0;
   for (int doc = 0; doc < n_docs; doc++) {
     d->doc_off[doc + 1] = d->doc_off[doc] + doc_lens[doc];
@@ -409,17 +410,21 @@ int r1d_dtrain_forward_backward(r1d_dtrain *d, const int32_t *ids,
       d->host_pos[d->doc_off[doc] + i] = i;
   }
   d->n_docs = n_docs;
+  const r1d_backend_ops *o = d->be.ops;
+  size_t ib = (size_t)n * sizeof(int32_t);
+  if (o->upload(d->be.ctx, d->ids, ids, ib) ||
+      o->upload(d->be.ctx, d->targets, targets, ib) ||
+      o->upload(d->be.ctx, d->pos, d->host_pos, ib))
+    return r1d_fail(err, R1D_EBACKEND, "device trainer: upload failed");
+  return R1D_OK;
+}
 
+/* The forward to the loss; with_grad: dlogits too, scaled by grad_scale. */
+static void forward(r1d_dtrain *d, int n, float grad_scale, int with_grad) {
   const r1d_backend_ops *o = d->be.ops;
   void *ctx = d->be.ctx;
-  size_t ib = (size_t)n * sizeof(int32_t);
-  if (o->upload(ctx, d->ids, ids, ib) ||
-      o->upload(ctx, d->targets, targets, ib) ||
-      o->upload(ctx, d->pos, d->host_pos, ib))
-    return r1d_fail(err, R1D_EBACKEND, "device trainer: upload failed");
+  const r1d_config *c = &d->tm->cfg;
   int L = c->num_layers, hid = c->hidden_size, vocab = c->vocab_size;
-
-  /* forward */
   o->embedding(ctx, n, d->ids, d->lw.embed, hid, d->acts[0].x_in);
   for (int l = 0; l < L; l++)
     layer_forward(d, l, n, l + 1 < L ? d->acts[l + 1].x_in : d->x_final);
@@ -427,11 +432,32 @@ int r1d_dtrain_forward_backward(r1d_dtrain *d, const int32_t *ids,
              d->h_final);
   o->linear(ctx, n, vocab, hid, d->h_final, d->lw.lm_head, 0.0f, d->logits);
   /* loss and dlogits in one pass: dlogits = scale (softmax - onehot) / c */
-  zero_f(d, d->dlogits, (size_t)n * vocab);
+  if (with_grad) zero_f(d, d->dlogits, (size_t)n * vocab);
   o->cross_entropy(ctx, n, vocab, d->logits, d->targets, grad_scale, d->loss,
-                   d->target_logprob, d->dlogits);
+                   d->target_logprob, with_grad ? d->dlogits : NULL);
+}
 
-  /* backward */
+static int download_loss(r1d_dtrain *d, float *loss, r1d_error *err) {
+  if (d->be.ops->download(d->be.ctx, loss, d->loss, sizeof(float)))
+    return r1d_fail(err, R1D_EBACKEND,
+                    "device trainer: backend %s failed in the step",
+                    d->be.ops->name);
+  return R1D_OK;
+}
+
+int r1d_dtrain_forward_backward(r1d_dtrain *d, const int32_t *ids,
+                                const int32_t *targets, int n,
+                                const int *doc_lens, int n_docs,
+                                float grad_scale, float *loss, r1d_error *err) {
+  int rc = prepare(d, ids, targets, n, doc_lens, n_docs, loss, err);
+  if (rc) return rc;
+  if (!isfinite(grad_scale))
+    return r1d_fail(err, R1D_EINVAL, "device trainer: grad_scale not finite");
+  const r1d_backend_ops *o = d->be.ops;
+  void *ctx = d->be.ctx;
+  const r1d_config *c = &d->tm->cfg;
+  int L = c->num_layers, hid = c->hidden_size, vocab = c->vocab_size;
+  forward(d, n, grad_scale, 1);
   zero_f(d, d->dh, (size_t)n * hid);
   o->linear_backward(ctx, n, vocab, hid, d->h_final, d->pw.lm_head, d->dlogits,
                      d->dh, d->gw.lm_head, NULL);
@@ -441,9 +467,40 @@ int r1d_dtrain_forward_backward(r1d_dtrain *d, const int32_t *ids,
   for (int l = L - 1; l >= 0; l--)
     layer_backward(d, l, n);
   o->embedding_backward(ctx, n, d->ids, hid, d->dx, d->gw.embed);
-  if (o->download(ctx, loss, d->loss, sizeof(float)))
-    return r1d_fail(err, R1D_EBACKEND,
-                    "device trainer: backend %s failed in the step", o->name);
+  return download_loss(d, loss, err);
+}
+
+int r1d_dtrain_forward_loss(r1d_dtrain *d, const int32_t *ids,
+                            const int32_t *targets, int n, const int *doc_lens,
+                            int n_docs, float *loss, r1d_error *err) {
+  int rc = prepare(d, ids, targets, n, doc_lens, n_docs, loss, err);
+  if (rc) return rc;
+  forward(d, n, 1.0f, 0);
+  return download_loss(d, loss, err);
+}
+
+int r1d_dtrain_grad_norm(r1d_dtrain *d, double *norm, r1d_error *err) {
+  double sq = 0.0;
+  d->be.ops->sum_squares(d->be.ctx, d->tm->n_floats, d->grads, d->norm_sq);
+  if (d->be.ops->download(d->be.ctx, &sq, d->norm_sq, sizeof sq))
+    return r1d_fail(err, R1D_EBACKEND, "device trainer: gradient norm failed");
+  *norm = sqrt(sq);
+  return R1D_OK;
+}
+
+int r1d_dtrain_clip_grad_norm(r1d_dtrain *d, double max_norm, double *norm,
+                              r1d_error *err) {
+  int rc = r1d_dtrain_grad_norm(d, norm, err);
+  if (rc) return rc;
+  if (!isfinite(*norm))
+    return r1d_fail(err, R1D_ERANGE,
+                    "clip: gradient norm is %g (non-finite); gradients left "
+                    "unscaled",
+                    *norm);
+  /* rl/optim.c's coefficient, so both trainers clip alike */
+  double coef = max_norm / (*norm + 1e-6);
+  if (max_norm > 0 && coef < 1.0)
+    d->be.ops->scale(d->be.ctx, d->tm->n_floats, (float)coef, d->grads);
   return R1D_OK;
 }
 
@@ -480,4 +537,19 @@ int r1d_dtrain_download_params(r1d_dtrain *d, float *host, r1d_error *err) {
 
 int r1d_dtrain_download_grads(r1d_dtrain *d, float *host, r1d_error *err) {
   return download(d, host, d->grads, err);
+}
+
+int r1d_dtrain_download_moments(r1d_dtrain *d, float *m, float *v,
+                                r1d_error *err) {
+  int rc = download(d, m, d->m, err);
+  return rc ? rc : download(d, v, d->v, err);
+}
+
+int r1d_dtrain_upload_moments(r1d_dtrain *d, const float *m, const float *v,
+                              r1d_error *err) {
+  size_t bytes = d->tm->n_floats * sizeof(float);
+  if (d->be.ops->upload(d->be.ctx, d->m, m, bytes) ||
+      d->be.ops->upload(d->be.ctx, d->v, v, bytes))
+    return r1d_fail(err, R1D_EBACKEND, "device trainer: upload failed");
+  return R1D_OK;
 }

@@ -10,7 +10,8 @@
  * computes (tests/engine/test_train_device.c holds the two together, and a
  * CUDA backend to the CPU where one is present). Differences from the host
  * trainer: the logits' gradient is one [n, V] buffer (no chunking; device
- * memory is the budget), and no global-norm clipping yet.
+ * memory is the budget), and the gradient norm is summed in the backend's
+ * sum_squares order (so a clipped step differs in the last bits).
  *
  * The device trainer copies the host model's parameters at creation; the
  * host model is not updated (r1d_dtrain_download_params brings them back,
@@ -52,6 +53,20 @@ int r1d_dtrain_forward_backward(r1d_dtrain *d, const int32_t *ids,
                                 const int *doc_lens, int n_docs,
                                 float grad_scale, float *loss, r1d_error *err);
 
+/* The forward alone: *loss (host) is the mean cross-entropy over the counted
+ * targets (an eval). Gradients are untouched. */
+int r1d_dtrain_forward_loss(r1d_dtrain *d, const int32_t *ids,
+                            const int32_t *targets, int n, const int *doc_lens,
+                            int n_docs, float *loss, r1d_error *err);
+
+/* The global L2 norm of all gradients (waits for the backend). */
+int r1d_dtrain_grad_norm(r1d_dtrain *d, double *norm, r1d_error *err);
+/* *norm gets the norm; when it is above max_norm the gradients are scaled
+ * by max_norm / (norm + 1e-6), as rl/optim.c's r1d_optim_clip_grad_norm.
+ * R1D_ERANGE (gradients untouched) when the norm is not finite. */
+int r1d_dtrain_clip_grad_norm(r1d_dtrain *d, double max_norm, double *norm,
+                              r1d_error *err);
+
 /* One AdamW step of every tensor (weight decay on the tensors
  * r1d_optim_default_decay selects); s->step is the new step count. */
 int r1d_dtrain_adamw(r1d_dtrain *d, const r1d_adamw_step *s, r1d_error *err);
@@ -59,5 +74,11 @@ int r1d_dtrain_adamw(r1d_dtrain *d, const r1d_adamw_step *s, r1d_error *err);
 /* Backend -> host copies in train.h's flat layout (tm->n_floats floats). */
 int r1d_dtrain_download_params(r1d_dtrain *d, float *host, r1d_error *err);
 int r1d_dtrain_download_grads(r1d_dtrain *d, float *host, r1d_error *err);
+/* AdamW's moments m and v, each tm->n_floats floats in the flat layout
+ * (checkpoints and resume). */
+int r1d_dtrain_download_moments(r1d_dtrain *d, float *m, float *v,
+                                r1d_error *err);
+int r1d_dtrain_upload_moments(r1d_dtrain *d, const float *m, const float *v,
+                              r1d_error *err);
 
 #endif

@@ -110,6 +110,8 @@ static const r1d_backend_ops cpu_ops = {
     .swiglu_backward = r1d_cpu_swiglu_backward,
     .cross_entropy = r1d_cpu_cross_entropy,
     .adamw = r1d_cpu_adamw,
+    .sum_squares = r1d_cpu_sum_squares,
+    .scale = r1d_cpu_scale,
 };
 
 int r1d_cpu_backend_init(r1d_backend *be, int n_threads) {

@@ -118,4 +118,12 @@ void r1d_cpu_adamw(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
                    float *param, const float *grad, float *m, float *v,
                    void *param_lowp);
 
+/* *out = sum x[i]^2 in double: fixed blocks of R1D_CPU_SUMSQ_BLOCK elements
+ * summed in order, then the block sums in order, so the result depends on n
+ * alone, not on the thread count (kernels/cpu/ops_optim.c). */
+enum { R1D_CPU_SUMSQ_BLOCK = 1 << 16 };
+void r1d_cpu_sum_squares(void *ctx, size_t n, const float *x, double *out);
+/* x[i] *= factor. */
+void r1d_cpu_scale(void *ctx, size_t n, float factor, float *x);
+
 #endif

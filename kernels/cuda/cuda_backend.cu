@@ -195,6 +195,8 @@ static void fill_ops(r1d_backend_ops *o) {
   o->swiglu_backward = r1d_cu_swiglu_backward;
   o->cross_entropy = r1d_cu_cross_entropy;
   o->adamw = r1d_cu_adamw_step;
+  o->sum_squares = r1d_cu_sum_squares;
+  o->scale = r1d_cu_scale;
 }
 
 /* ---- public API (cuda_backend.h) ---- */

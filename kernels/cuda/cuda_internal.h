@@ -180,5 +180,9 @@ void r1d_cu_adamw(void *ctx, size_t n, const r1d_cu_adamw_scalars *s, int decay,
 void r1d_cu_adamw_step(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
                        float *param, const float *grad, float *m, float *v,
                        void *param_lowp);
+/* The table's sum_squares (double partials per block of a grid fixed by n,
+ * then one block sums them in order) and scale. */
+void r1d_cu_sum_squares(void *ctx, size_t n, const float *x, double *out);
+void r1d_cu_scale(void *ctx, size_t n, float factor, float *x);
 
 #endif

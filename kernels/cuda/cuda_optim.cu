@@ -17,11 +17,14 @@
  *   p = p + (neg_step_size * m) / (sqrt(v) / bc2_sqrt + eps)
  * Every element is a pure function of its own values and the scalars.
  *
+ * After AdamW: the two ops of global-norm clipping, sum_squares and scale.
+ *
  * The kernel and the scalar helper come first; tests/kernels/cuda_sim/run.sh
  * cuts them out (up to the wrapper) and checks them against rl/optim.c. */
 #include <math.h>
 
 #include "cuda_internal.h"
+#include "cuda_reduce.h"
 
 #define ADAMW_THREADS 256
 
@@ -83,4 +86,61 @@ void r1d_cu_adamw_step(void *ctx, size_t n, const r1d_adamw_step *s, int decay,
   r1d_cu_adamw_scalars_for_step(s->lr, s->beta1, s->beta2, s->eps,
                                 s->weight_decay, s->step, &k);
   r1d_cu_adamw(ctx, n, &k, decay, param, grad, m, v, param_lowp);
+}
+
+/* ---- global-norm clipping ---- */
+
+#define SUMSQ_THREADS 256
+#define SUMSQ_MAX_BLOCKS 1024
+
+/* Block b sums x[i]^2 for i = b*T + t + k*G*T in double, then reduces its
+ * threads in the fixed order of cuda_reduce.h: part[b]. */
+__global__ void k_sum_squares_part(size_t n, const float *x, double *part) {
+  __shared__ double sh[32];
+  double s = 0.0;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    s += (double)x[i] * (double)x[i];
+  s = r1d_block_sum_d(s, sh);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+/* One block: out = sum of part[0..blocks) in a fixed order. */
+__global__ void k_sum_squares_final(int blocks, const double *part,
+                                    double *out) {
+  __shared__ double sh[32];
+  double s = 0.0;
+  for (int b = threadIdx.x; b < blocks; b += blockDim.x)
+    s += part[b];
+  s = r1d_block_sum_d(s, sh);
+  if (threadIdx.x == 0) *out = s;
+}
+
+void r1d_cu_sum_squares(void *ctx, size_t n, const float *x, double *out) {
+  r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
+  if (r1d_cu_enter(c)) return;
+  /* the grid depends on n alone: the same n sums in the same order */
+  unsigned blocks = r1d_cu_blocks(n ? n : 1, SUMSQ_THREADS);
+  if (blocks > SUMSQ_MAX_BLOCKS) blocks = SUMSQ_MAX_BLOCKS;
+  double *part = (double *)r1d_cu_scratch(c, blocks * sizeof(double));
+  if (!part) return;
+  k_sum_squares_part<<<blocks, SUMSQ_THREADS, 0, c->stream>>>(n, x, part);
+  r1d_cu_launched(c, "sum_squares");
+  k_sum_squares_final<<<1, SUMSQ_THREADS, 0, c->stream>>>((int)blocks, part,
+                                                          out);
+  r1d_cu_launched(c, "sum_squares final");
+}
+
+__global__ void k_scale(size_t n, float factor, float *x) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x)
+    x[i] = __fmul_rn(x[i], factor);
+}
+
+void r1d_cu_scale(void *ctx, size_t n, float factor, float *x) {
+  r1d_cuda_ctx *c = (r1d_cuda_ctx *)ctx;
+  if (n == 0 || r1d_cu_enter(c)) return;
+  k_scale<<<r1d_cu_blocks(n, ADAMW_THREADS), ADAMW_THREADS, 0, c->stream>>>(
+      n, factor, x);
+  r1d_cu_launched(c, "scale");
 }

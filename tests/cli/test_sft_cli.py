@@ -286,3 +286,53 @@ def test_checkpoints_command_errors(tmp_path):
         p = run(args)
         assert p.returncode == code and says in p.err, (args, p.returncode, p.err)
         assert len(p.err.strip().splitlines()) == 1, p.err
+
+
+def test_device_trainer_on_the_cpu_table_matches_the_host_trainer(tiny_model, tmp_path):
+    """--backend cpu-ops runs the CUDA path's code (engine/model/train_device.c
+    through the ops table) on the CPU: same losses as the host trainer, same
+    exact resume, a loadable checkpoint."""
+    data = write_data(tmp_path / "d.jsonl", sft_rows())
+    args = ["sft", "--model", str(tiny_model), "--data", data, "--epochs", "2",
+            "--grad-accum", "2", "--save-every", "3", "--eval-split", "0.1"] + BASE
+    host = run(args + ["--out", str(tmp_path / "host")], check=True)
+    dev = run(args + ["--out", str(tmp_path / "dev"), "--backend", "cpu-ops"], check=True)
+    h_train, h_eval = metrics(host.out)
+    d_train, d_eval = metrics(dev.out)
+    assert sorted(h_train) == sorted(d_train) and len(d_train) >= 6
+    for step in h_train:
+        assert abs(h_train[step] - d_train[step]) < 1e-4, (step, h_train[step], d_train[step])
+    for step in h_eval:
+        assert abs(h_eval[step] - d_eval[step]) < 1e-4
+    assert d_train[max(d_train)] < d_train[1] - 0.5
+    # exact resume on the device path: moments went to optimizer.bin and back
+    b_out = tmp_path / "b"
+    b_out.mkdir()
+    shutil.copytree(tmp_path / "dev" / "checkpoint-3", b_out / "checkpoint-3")
+    (b_out / "last").symlink_to("checkpoint-3")
+    b = run(args + ["--out", str(b_out), "--resume", "--backend", "cpu-ops"], check=True)
+    train, evals = metrics(b.out)
+    assert min(train) == 4
+    for step, loss in train.items():
+        assert loss == d_train[step], (step, loss, d_train[step])
+    for step, loss in evals.items():
+        assert loss == d_eval[step]
+    g = run(["generate", "--model", str(tmp_path / "dev" / "last"), "--prompt", "What is 3 + 5?",
+             "--max-tokens", "4", "--temperature", "0"])
+    assert g.returncode == 0, g.err
+
+
+def test_backend_arguments(tiny_model, tmp_path):
+    data = write_data(tmp_path / "d.jsonl", sft_rows(8))
+    m = ["sft", "--model", str(tiny_model), "--data", data, "--out", str(tmp_path / "o"),
+         "--max-steps", "1"] + BASE
+    for extra, says in [(["--backend", "tpu"], "cpu, cuda or cpu-ops, not 'tpu'"),
+                        (["--tf32"], "--tf32 needs --backend cuda")]:
+        p = run(m + extra)
+        assert p.returncode == 2 and says in p.err, p.err
+    p = run(m + ["--backend", "cuda"])
+    if p.returncode == 0:  # a machine with a GPU trained on it
+        assert (tmp_path / "o" / "last" / "model.safetensors").is_file()
+    else:
+        assert p.returncode == 1 and "--backend cuda:" in p.err, p.err
+        assert len(p.err.strip().splitlines()) <= 4, p.err

@@ -12,14 +12,15 @@ export PATH="$PATH:/usr/local/cuda/bin"
 [ -f build-gpu/build.ninja ] || meson setup build-gpu -Dcuda=enabled -Dnative=false -Dc_args=-march=x86-64-v3
 ninja -C build-gpu tests/test_cuda_backend tests/test_backend_ops \
   tests/test_backward_ops tests/test_train_device bench/bench_engine \
-  bench/bench_train_step
+  bench/bench_train_step r1d
 B=build-gpu/bundle
 rm -rf "$B"
 mkdir -p "$B/lib" "$B/tests" "$B/bench"
 cp build-gpu/tests/test_cuda_backend build-gpu/tests/test_backend_ops \
   build-gpu/tests/test_backward_ops build-gpu/tests/test_train_device "$B/tests/"
 cp build-gpu/bench/bench_engine build-gpu/bench/bench_train_step "$B/bench/"
-for bin in "$B"/tests/* "$B"/bench/*; do
+cp build-gpu/r1d "$B/"
+for bin in "$B"/tests/* "$B"/bench/* "$B/r1d"; do
   # everything resolved outside the CUDA toolkit and the C library itself
   ldd "$bin" | awk '/=> \// {print $3}' |
     grep -v -E '/usr/local/cuda|libc\.so|libm\.so|libpthread|libdl|ld-linux|librt|libstdc\+\+|libgcc_s' |

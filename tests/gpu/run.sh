@@ -40,7 +40,7 @@ else
   fi
   ninja -C "$DIR" tests/test_cuda_backend tests/test_backend_ops \
     tests/test_backward_ops tests/test_train_device bench/bench_engine \
-    bench/bench_train_step >/dev/null || exit 1
+    bench/bench_train_step r1d >/dev/null || exit 1
 fi
 export R1D_SOURCE_ROOT="$PWD" R1D_SHARED="$PWD/../shared"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -71,6 +71,9 @@ if [ $status -eq 77 ]; then
   echo "no usable GPU: op tests and benchmark skipped"
   exit 77
 fi
+# r1d sft --backend cuda against the host trainer on the tiny model
+run_check sft_cuda sh "$PWD/tests/gpu/check_sft_cuda.sh" "$DIR/r1d"
+tail -12 "$LOGS/r1d-gpu-sft_cuda.log"
 
 echo
 echo "## training step: Qwen2-1.5B shape, random weights, $TRAIN_BATCH x $TRAIN_SEQ tokens"

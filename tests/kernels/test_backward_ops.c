@@ -31,6 +31,7 @@ enum bwd_op {
   B_SWIGLU,
   B_CROSS_ENTROPY,
   B_ADAMW,
+  B_CLIP,
 };
 
 /* Shapes: linear m,n,k (bias: has a bias gradient); embedding m ids over
@@ -105,6 +106,11 @@ static const bwd_case cases[] = {
     {.op = B_ADAMW, .n = 1},
     {.op = B_ADAMW, .n = 1000},
     {.op = B_ADAMW, .n = 70001},
+
+    /* sum_squares and scale: one block, several CPU blocks, a partial one */
+    {.op = B_CLIP, .n = 1},
+    {.op = B_CLIP, .n = 1000},
+    {.op = B_CLIP, .n = 3 * 65536 + 17},
 };
 
 enum { ADAMW_STEPS = 3 };
@@ -112,7 +118,7 @@ enum { ADAMW_STEPS = 3 };
 static const double tol_grad[] = {
     [B_LINEAR] = 1e-5,        [B_EMBEDDING] = 1e-6, [B_RMSNORM] = 1e-5,
     [B_ROPE] = 1e-5,          [B_ATTENTION] = 1e-5, [B_SWIGLU] = 1e-5,
-    [B_CROSS_ENTROPY] = 1e-5, [B_ADAMW] = 1e-5,
+    [B_CROSS_ENTROPY] = 1e-5, [B_ADAMW] = 1e-5,     [B_CLIP] = 1e-12,
 };
 
 /* A device backend's fp32 kernels sum in other orders and use their own
@@ -567,6 +573,45 @@ static void run_adamw(const bwd_case *c, rng *r, suite *st) {
   free(p0), free(cpu_p[0]), free(cpu_p[1]);
 }
 
+/* ---- global-norm clipping: sum_squares, scale ---- */
+
+static void run_clip(const bwd_case *c, rng *r, suite *st) {
+  size_t n = (size_t)c->n;
+  float *x = rand_vec(r, n, -2, 2);
+  double ref = 0.0;
+  for (size_t i = 0; i < n; i++)
+    ref += (double)x[i] * x[i];
+  const float factor = 0.37f;
+  float *want = xmalloc(n * 4), *got = xmalloc(n * 4);
+  for (size_t i = 0; i < n; i++)
+    want[i] = x[i] * factor;
+  char shape[64];
+  snprintf(shape, sizeof shape, "n=%zu", n);
+  for (int b = 0; b < st->n; b++) {
+    const backend_slot *slot = &st->b[b];
+    const r1d_backend *be = &slot->be;
+    float *d_x = dev_put(be, x, n * 4);
+    double *d_out = dev_alloc(be, sizeof(double)), sum = -1.0, again = -2.0;
+    be->ops->sum_squares(be->ctx, n, d_x, d_out);
+    dev_get(be, &sum, d_out, sizeof sum);
+    be->ops->sum_squares(be->ctx, n, d_x, d_out);
+    dev_get(be, &again, d_out, sizeof again);
+    st->fails +=
+        report("sum_squares", shape, slot->name,
+               fabs(sum - ref) / (ref > 0 ? ref : 1), tol_grad[B_CLIP]);
+    st->fails += report_exact("sum_squares repeats", shape, slot->name,
+                              memcmp(&sum, &again, sizeof sum) != 0, 1);
+    be->ops->scale(be->ctx, n, factor, d_x);
+    dev_get(be, got, d_x, n * 4);
+    long bad = 0;
+    for (size_t i = 0; i < n; i++)
+      bad += memcmp(&got[i], &want[i], 4) != 0;
+    st->fails += report_exact("scale", shape, slot->name, bad, (long)n);
+    dev_free(be, d_x), dev_free(be, d_out);
+  }
+  free(x), free(want), free(got);
+}
+
 /* ---- the test ---- */
 
 static void test_backward_table(void **state) {
@@ -581,7 +626,9 @@ static void test_backward_table(void **state) {
                          (const void *)o->attention_backward,
                          (const void *)o->swiglu_backward,
                          (const void *)o->cross_entropy,
-                         (const void *)o->adamw};
+                         (const void *)o->adamw,
+                         (const void *)o->sum_squares,
+                         (const void *)o->scale};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
       if (!fns[i]) {
         print_error("backend %s: training entry %zu is NULL\n", st->b[b].name,
@@ -602,6 +649,7 @@ static void test_backward_table(void **state) {
     case B_SWIGLU: run_swiglu(c, &r, st); break;
     case B_CROSS_ENTROPY: run_cross_entropy(c, &r, st); break;
     case B_ADAMW: run_adamw(c, &r, st); break;
+    case B_CLIP: run_clip(c, &r, st); break;
     }
   }
   for (int b = 0; b < st->n; b++)
