@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
     r1d_adamw_config_default(&ac);
     ac.beta2 = 0.95;
     ac.weight_decay = 0.1;
-    if (r1d_train_plan_create(tm, n, &plan, &err) ||
+    if (r1d_train_plan_create(tm, n, 0, &plan, &err) ||
         r1d_train_optim_tensors(tm, &list, &n_list, &err) ||
         r1d_optim_create(&ac, list, n_list, &opt, &err)) {
       fprintf(stderr, "bench_train_step: %s\n", err.msg);

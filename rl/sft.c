@@ -350,7 +350,8 @@ static int setup(run *r, r1d_error *err) {
   r->order_epoch = -1;
   rc = c->device
            ? r1d_dtrain_create(c->device, r->tm, c->max_tokens, &r->dev, err)
-           : r1d_train_plan_create(r->tm, c->max_tokens, &r->plan, err);
+           : r1d_train_plan_create(r->tm, c->max_tokens, c->recompute, &r->plan,
+                                   err);
   if (rc) return rc;
   r1d_optim_tensor *tensors = NULL;
   size_t n_tensors = 0;

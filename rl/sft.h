@@ -52,6 +52,7 @@ typedef struct r1d_sft_config {
    * (train_device.h) on this backend, with the host optimizer holding a
    * mirror of its AdamW state for checkpoints */
   const r1d_backend *device;
+  int recompute; /* host trainer: rebuild layer activations in the backward */
 } r1d_sft_config;
 
 typedef struct r1d_sft_metrics {

@@ -143,9 +143,13 @@ int r1d_train_backward(r1d_train_model *tm, r1d_train_plan *plan,
   r1d_cpu_rmsnorm_backward(NULL, n, hid, plan->x_final, tm->param.final_norm,
                            c->rms_norm_eps, plan->dh, plan->dx,
                            tm->grad.final_norm);
-  for (int l = c->num_layers - 1; l >= 0; l--)
+  for (int l = c->num_layers - 1; l >= 0; l--) {
+    /* recomputation: rebuild the layer's activations first; its output
+     * lands in dh, free between layers (each layer zeroes it before use) */
+    if (plan->recompute) r1d_train_layer_recompute(tm, plan, l, plan->dh);
     layer_backward(tm, &tm->param.layers[l], &tm->grad.layers[l],
                    &plan->layers[l], plan);
+  }
   /* x_in of layer 0 = embed[ids]: dembed[ids[i]] += dx[i] (tied: the head's
    * share is already in the same tensor) */
   r1d_cpu_embedding_backward(NULL, n, plan->ids, hid, plan->dx, tm->grad.embed);

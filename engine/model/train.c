@@ -228,7 +228,10 @@ static float *carve_f(carver *cv, size_t n) {
   return carve(cv, n * sizeof(float));
 }
 
-/* Lays every buffer of the plan out in cv (see train.h for the list). */
+/* Lays every buffer of the plan out in cv (see train.h for the list). With
+ * recompute, each layer keeps only its x_in; the rest of the layer's
+ * activations is one set that every layer shares (refilled by the backward's
+ * re-run of the layer's forward). */
 static void plan_layout(const r1d_config *c, r1d_train_plan *p, carver *cv) {
   size_t n = (size_t)p->max_tokens;
   size_t hid = n * c->hidden_size, inter = n * c->intermediate_size;
@@ -241,6 +244,12 @@ static void plan_layout(const r1d_config *c, r1d_train_plan *p, carver *cv) {
   for (int l = 0; l < c->num_layers; l++) {
     r1d_train_layer_acts *a = &p->layers[l];
     a->x_in = carve_f(cv, hid);
+    if (p->recompute && l > 0) {
+      float *x_in = a->x_in;
+      *a = p->layers[0];
+      a->x_in = x_in;
+      continue;
+    }
     a->h_attn = carve_f(cv, hid);
     a->q = carve_f(cv, qd);
     a->k = carve_f(cv, kvd);
@@ -269,18 +278,19 @@ static void plan_layout(const r1d_config *c, r1d_train_plan *p, carver *cv) {
   p->dlogits = carve_f(cv, (size_t)R1D_TRAIN_LOGIT_CHUNK * c->vocab_size);
 }
 
-size_t r1d_train_plan_bytes_per_token(const r1d_config *c) {
+size_t r1d_train_plan_bytes_per_token(const r1d_config *c, int recompute) {
   size_t h = c->hidden_size, in = c->intermediate_size;
   size_t q = (size_t)c->num_heads * c->head_dim;
   size_t k = (size_t)c->num_kv_heads * c->head_dim;
   size_t per_layer = 4 * h + 2 * q + 2 * k + 3 * in;
   size_t rest = 4 * h + 2 * q + 3 * k + 3 * in + c->vocab_size + 1;
-  return sizeof(float) * (c->num_layers * per_layer + rest) +
-         4 * sizeof(int32_t);
+  size_t layers = recompute ? c->num_layers * h + (per_layer - h)
+                            : c->num_layers * per_layer;
+  return sizeof(float) * (layers + rest) + 4 * sizeof(int32_t);
 }
 
 int r1d_train_plan_create(const r1d_train_model *tm, int max_tokens,
-                          r1d_train_plan **out, r1d_error *err) {
+                          int recompute, r1d_train_plan **out, r1d_error *err) {
   int rc;
   *out = NULL;
   if (max_tokens <= 0)
@@ -290,6 +300,7 @@ int r1d_train_plan_create(const r1d_train_model *tm, int max_tokens,
   if (!p) return r1d_fail(err, R1D_ENOMEM, "train plan: out of memory");
   p->tm = tm;
   p->max_tokens = max_tokens;
+  p->recompute = !!recompute;
   p->layers = calloc((size_t)tm->cfg.num_layers, sizeof *p->layers);
   if (!p->layers) {
     rc = r1d_fail(err, R1D_ENOMEM, "train plan: out of memory");
@@ -367,6 +378,11 @@ static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
   r1d_cpu_swiglu(NULL, (size_t)n * inter, a->gate, a->up, a->act);
   memcpy(x_out, a->x_mid, hid_bytes); /* x_out = x_mid + act Wd^T */
   r1d_cpu_linear(NULL, n, hid, inter, a->act, w->down_w, 1.0f, x_out);
+}
+
+void r1d_train_layer_recompute(const r1d_train_model *tm, r1d_train_plan *p,
+                               int l, float *x_out) {
+  layer_forward(tm, &tm->param.layers[l], &p->layers[l], p, p->n, x_out);
 }
 
 /* The checks every training forward makes of its batch (train.h). */
@@ -467,7 +483,7 @@ int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
   r1d_cpu_rmsnorm(NULL, n, hid, plan->x_final, tm->param.final_norm,
                   c->rms_norm_eps, plan->h_final);
   r1d_cpu_linear(NULL, n, vocab, hid, plan->h_final, tm->param.lm_head, 0.0f,
-                    plan->logits);
+                 plan->logits);
   r1d_cpu_cross_entropy(NULL, n, vocab, plan->logits, plan->targets, 1.0f, loss,
                         plan->target_logprob, NULL);
   plan->n = n;

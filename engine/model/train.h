@@ -104,7 +104,17 @@ int r1d_train_optim_tensors(const r1d_train_model *tm, r1d_optim_tensor **out,
  * and one fixed
  * [R1D_TRAIN_LOGIT_CHUNK, V] block of logit gradients. So
  *   bytes/token = 4 * (L(4H + 2Q + 2K + 3I) + 4H + 2Q + 3K + 3I + V + 1) + 16
- * (r1d_train_plan_bytes_per_token). Nothing is recomputed. The full logits
+ * (r1d_train_plan_bytes_per_token).
+ *
+ * Recomputation (activation checkpointing, the plan's option): each layer
+ * keeps only x_in; the other 4H - H + 2Q + 2K + 3I per token are one set for
+ * all layers, and the backward re-runs each layer's forward from its x_in
+ * before undoing it. The kernels are deterministic, so the re-run rebuilds
+ * the same bits and the gradients equal those without recomputation
+ * exactly, for one more forward of the layers (~1/3 more compute). Then
+ *   bytes/token = 4 * (L H + 3H + 2Q + 2K + 3I + 4H + 2Q + 3K + 3I + V + 1)
+ *                 + 16.
+ * The full logits
  * [n, V] are kept because GRPO wants them (and target_logprob); for large
  * vocabularies a later version can compute them chunk by chunk. */
 typedef struct r1d_train_layer_acts {
@@ -124,6 +134,7 @@ typedef struct r1d_train_layer_acts {
 typedef struct r1d_train_plan {
   const r1d_train_model *tm; /* the model it was sized for */
   int max_tokens;
+  int recompute; /* 1: layer activations are rebuilt in the backward */
   int n;         /* tokens of the last forward; 0 = no forward yet */
   int n_counted; /* targets >= 0 in the last forward */
   int32_t *ids, *targets, *pos; /* [max_tokens]; pos restarts per document */
@@ -141,10 +152,12 @@ typedef struct r1d_train_plan {
   size_t bytes;   /* its size */
 } r1d_train_plan;
 
-size_t r1d_train_plan_bytes_per_token(const r1d_config *cfg);
+size_t r1d_train_plan_bytes_per_token(const r1d_config *cfg, int recompute);
 
+/* A plan for up to max_tokens tokens per forward; recompute: keep only each
+ * layer's input and rebuild the rest in the backward (see above). */
 int r1d_train_plan_create(const r1d_train_model *tm, int max_tokens,
-                          r1d_train_plan **out, r1d_error *err);
+                          int recompute, r1d_train_plan **out, r1d_error *err);
 void r1d_train_plan_free(r1d_train_plan *plan);
 
 /* Forward of ids[n] (positions 0..n-1) saving every activation in plan, and
@@ -177,6 +190,12 @@ int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
                            const int32_t *ids, const int32_t *targets, int n,
                            const int *doc_lens, int n_docs, float *loss,
                            r1d_error *err);
+
+/* backward.c's half of recomputation: layer l's forward run again on the
+ * last forward's tokens, from its saved x_in into the plan's shared layer
+ * activations; the layer's output goes to x_out [n, H]. */
+void r1d_train_layer_recompute(const r1d_train_model *tm, r1d_train_plan *p,
+                               int l, float *x_out);
 
 /* Backward of the last forward: ADDS grad_scale * d(loss)/d(param) to tm's
  * gradients (grad_scale = 1 for one step, 1/k when accumulating k

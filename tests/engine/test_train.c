@@ -94,7 +94,7 @@ static int setup(void **state, r1d_arch arch) {
   if (r1d_model_init_dir(t->dir, &c, arch == R1D_ARCH_LLAMA ? 7 : 3, &err) ||
       r1d_model_load(t->dir, &t->be, &t->m, &err) ||
       r1d_train_model_create(t->m, &t->tm, &err) ||
-      r1d_train_plan_create(t->tm, MAX_TOK, &t->plan, &err)) {
+      r1d_train_plan_create(t->tm, MAX_TOK, 0, &t->plan, &err)) {
     print_error("setup: %s\n", err.msg);
     return -1;
   }
@@ -484,6 +484,55 @@ static void test_packed_documents(void **state) {
   free(logits_sep);
 }
 
+/* ---- recomputation: the same bits from a smaller plan ---- */
+
+static void test_recompute_same_gradients(void **state) {
+  tiny *t = *state;
+  r1d_train_model *tm = t->tm;
+  size_t nf = tm->n_floats;
+  perturb(tm, 8);
+  int32_t targets[N_TOK];
+  memcpy(targets, t->targets, sizeof targets);
+  targets[9] = -1;
+  int lens[3] = {10, 7, N_TOK - 17};
+  r1d_error err = {0};
+  float loss = NAN, loss_rc = NAN;
+  r1d_train_zero_grad(tm);
+  assert_int_equal(r1d_train_forward_docs(tm, t->plan, t->ids, targets, N_TOK,
+                                          lens, 3, &loss, &err),
+                   0);
+  assert_int_equal(r1d_train_backward(tm, t->plan, 0.5f, &err), 0);
+  float *g = malloc(nf * sizeof(float));
+  assert_non_null(g);
+  memcpy(g, tm->grads, nf * sizeof(float));
+
+  r1d_train_plan *rp = NULL;
+  assert_int_equal(r1d_train_plan_create(tm, MAX_TOK, 1, &rp, &err), 0);
+  print_message("  plan %zu bytes, with recomputation %zu (%d layers)\n",
+                t->plan->bytes, rp->bytes, tm->cfg.num_layers);
+  assert_true(rp->bytes < t->plan->bytes);
+  assert_true(rp->bytes >=
+              r1d_train_plan_bytes_per_token(&tm->cfg, 1) * MAX_TOK);
+  assert_true(r1d_train_plan_bytes_per_token(&tm->cfg, 1) <
+              r1d_train_plan_bytes_per_token(&tm->cfg, 0));
+  r1d_train_zero_grad(tm);
+  assert_int_equal(r1d_train_forward_docs(tm, rp, t->ids, targets, N_TOK, lens,
+                                          3, &loss_rc, &err),
+                   0);
+  assert_int_equal(r1d_train_backward(tm, rp, 0.5f, &err), 0);
+  assert_memory_equal(&loss, &loss_rc, sizeof loss);
+  assert_memory_equal(g, tm->grads, nf * sizeof(float));
+  /* a second backward of the same forward (its activations rebuilt again)
+   * adds the same again; BLAS adds into C in its own blocks, so not bit for
+   * bit */
+  assert_int_equal(r1d_train_backward(tm, rp, 0.5f, &err), 0);
+  double scale = max_abs(g, nf);
+  for (size_t i = 0; i < nf; i++)
+    assert_true(fabs(tm->grads[i] - 2.0 * g[i]) <= 1e-6 * scale);
+  r1d_train_plan_free(rp);
+  free(g);
+}
+
 /* ---- 4: AdamW lowers the loss ---- */
 
 static void test_adamw_lowers_loss(void **state) {
@@ -529,11 +578,11 @@ static void test_bad_input(void **state) {
 
   /* a fresh plan has nothing to differentiate */
   r1d_train_plan *plan;
-  assert_int_equal(r1d_train_plan_create(t->tm, 4, &plan, &err), 0);
+  assert_int_equal(r1d_train_plan_create(t->tm, 4, 0, &plan, &err), 0);
   assert_int_equal(r1d_train_backward(t->tm, plan, 1.0f, &err), R1D_ESTATE);
   assert_non_null(strstr(err.msg, "no forward"));
   r1d_train_plan_free(plan);
-  assert_int_equal(r1d_train_plan_create(t->tm, 0, &plan, &err), R1D_EINVAL);
+  assert_int_equal(r1d_train_plan_create(t->tm, 0, 0, &plan, &err), R1D_EINVAL);
   assert_null(plan);
 
   assert_int_equal(
@@ -582,10 +631,10 @@ static void test_bad_input(void **state) {
   assert_int_equal(r1d_train_backward(t->tm, t->plan, NAN, &err), R1D_EINVAL);
 
   print_message("  plan: %zu bytes per token (%zu bytes for %d tokens)\n",
-                r1d_train_plan_bytes_per_token(&t->tm->cfg), t->plan->bytes,
+                r1d_train_plan_bytes_per_token(&t->tm->cfg, 0), t->plan->bytes,
                 MAX_TOK);
   assert_true(t->plan->bytes >=
-              r1d_train_plan_bytes_per_token(&t->tm->cfg) * MAX_TOK);
+              r1d_train_plan_bytes_per_token(&t->tm->cfg, 0) * MAX_TOK);
 }
 
 int main(void) {
@@ -594,6 +643,7 @@ int main(void) {
       cmocka_unit_test(test_gradient_finite_differences),
       cmocka_unit_test(test_accumulation_and_ignored),
       cmocka_unit_test(test_packed_documents),
+      cmocka_unit_test(test_recompute_same_gradients),
       cmocka_unit_test(test_adamw_lowers_loss),
       cmocka_unit_test(test_bad_input),
   };
@@ -602,6 +652,7 @@ int main(void) {
       cmocka_unit_test(test_gradient_finite_differences),
       cmocka_unit_test(test_accumulation_and_ignored),
       cmocka_unit_test(test_packed_documents),
+      cmocka_unit_test(test_recompute_same_gradients),
       cmocka_unit_test(test_adamw_lowers_loss),
       cmocka_unit_test(test_bad_input),
   };

@@ -79,7 +79,7 @@ static int make(void **state, r1d_arch arch) {
   c.tie_word_embeddings = arch == R1D_ARCH_LLAMA;
   if (r1d_model_random(&c, arch == R1D_ARCH_LLAMA ? 11 : 5, &f->m, &err) ||
       r1d_train_model_create(f->m, &f->tm, &err) ||
-      r1d_train_plan_create(f->tm, N_TOK, &f->plan, &err)) {
+      r1d_train_plan_create(f->tm, N_TOK, 0, &f->plan, &err)) {
     print_error("setup: %s\n", err.msg);
     return -1;
   }

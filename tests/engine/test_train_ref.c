@@ -86,7 +86,7 @@ static void check_model(const char *name) {
   r1d_error err = {0};
   if (r1d_model_load(dir, &be, &m, &err) ||
       r1d_train_model_create(m, &tm, &err) ||
-      r1d_train_plan_create(tm, ref.n, &plan, &err))
+      r1d_train_plan_create(tm, ref.n, 0, &plan, &err))
     fail_msg("%s: %s", name, err.msg);
 
   /* loss and every gradient */
