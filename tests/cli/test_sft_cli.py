@@ -336,3 +336,14 @@ def test_backend_arguments(tiny_model, tmp_path):
     else:
         assert p.returncode == 1 and "--backend cuda:" in p.err, p.err
         assert len(p.err.strip().splitlines()) <= 4, p.err
+
+
+def test_recompute_gives_the_same_losses(tiny_model, tmp_path):
+    data = write_data(tmp_path / "d.jsonl", sft_rows(24))
+    args = ["sft", "--model", str(tiny_model), "--data", data, "--epochs", "2",
+            "--eval-split", "0.1"] + BASE
+    plain = metrics(run(args + ["--out", str(tmp_path / "a")], check=True).out)
+    again = metrics(run(args + ["--out", str(tmp_path / "b"), "--recompute"], check=True).out)
+    assert plain == again and len(plain[0]) >= 2
+    p = run(args + ["--out", str(tmp_path / "c"), "--recompute", "--backend", "cpu-ops"])
+    assert p.returncode == 2 and "--recompute: only with --backend cpu" in p.err, p.err
