@@ -2,13 +2,14 @@
 # tests/gpu/run.sh - the GPU check in one go: build with CUDA, run the CUDA
 # backend test, the table-driven op tests on the GPU (every forward and
 # backward op against double references) and the device trainer against the
-# host trainer, then the engine benchmark and the training-step benchmark
+# host trainer and `r1d sft --backend cuda` against `--backend cpu`
+# (check_sft_cuda.sh), then the engine benchmark and the training-step benchmark
 # on a Qwen2-1.5B-shaped random model, and print a short table.
 #
 #   tests/gpu/run.sh                 build in build-gpu (needs the Debian
 #                                    -dev packages of the README), then run
 #   tests/gpu/run.sh --prebuilt DIR  run binaries built elsewhere: DIR holds
-#                                    tests/, bench/ and lib/ (the shared
+#                                    r1d, tests/, bench/ and lib/ (the shared
 #                                    libraries they need), as made by
 #                                    tests/gpu/bundle.sh (build-gpu/bundle)
 #
