@@ -270,14 +270,23 @@ static size_t query_limit(http_exchange *ex, size_t max, api_error *e) {
   return (size_t)n;
 }
 
-static void tasks_get(r1d_server *s, http_exchange *ex) {
-  if (storage_off(s, ex)) return;
+/* What every list route checks first: storage on, ?limit= in [1, max].
+ * 1 when it has answered (an error). */
+static int list_start(r1d_server *s, http_exchange *ex, size_t max,
+                      size_t *limit) {
+  if (storage_off(s, ex)) return 1;
   api_error e = {0};
-  size_t limit = query_limit(ex, TASKS_MAX_LIST, &e);
-  if (!limit) {
+  *limit = query_limit(ex, max, &e);
+  if (!*limit) {
     api_reply(ex, &e);
-    return;
+    return 1;
   }
+  return 0;
+}
+
+static void tasks_get(r1d_server *s, http_exchange *ex) {
+  size_t limit;
+  if (list_start(s, ex, TASKS_MAX_LIST, &limit)) return;
   const char *split = http_query_arg(ex, "split");
   if (split && !*split) split = NULL;
   if (split && strcmp(split, "train") && strcmp(split, "eval")) {
@@ -442,13 +451,8 @@ static int ia_list_txn(r1d_txn *t, void *arg, r1d_error *err) {
 }
 
 void r1d_routes_admin_interactions(r1d_server *s, http_exchange *ex) {
-  if (storage_off(s, ex)) return;
-  api_error e = {0};
-  size_t limit = query_limit(ex, IA_MAX_LIST, &e);
-  if (!limit) {
-    api_reply(ex, &e);
-    return;
-  }
+  size_t limit;
+  if (list_start(s, ex, IA_MAX_LIST, &limit)) return;
   /* after: a response id (resume after it) */
   uint64_t after = 0;
   const char *a = http_query_arg(ex, "after");
@@ -533,13 +537,8 @@ static int ckpt_get_txn(r1d_txn *t, void *arg, r1d_error *err) {
 }
 
 void r1d_routes_admin_checkpoints(r1d_server *s, http_exchange *ex) {
-  if (storage_off(s, ex)) return;
-  api_error e = {0};
-  size_t limit = query_limit(ex, TASKS_MAX_LIST, &e);
-  if (!limit) {
-    api_reply(ex, &e);
-    return;
-  }
+  size_t limit;
+  if (list_start(s, ex, TASKS_MAX_LIST, &limit)) return;
   ckpt_read q = {.status = http_query_arg(ex, "status"), .limit = limit};
   if (q.status && !*q.status) q.status = NULL;
   r1d_error err = {0};
