@@ -123,6 +123,7 @@ fixtures: build $(REF_VENV)/.stamp
 	$(REF_VENV)/bin/python tests/ref/make_template_fixtures.py
 	$(REF_VENV)/bin/python tests/ref/make_model_fixtures.py
 	$(REF_VENV)/bin/python tests/ref/make_train_ref.py
+	$(REF_VENV)/bin/python tests/ref/make_grpo_ref.py
 	$(REF_VENV)/bin/python tests/ref/make_optim_ref.py
 	$(REF_VENV)/bin/python tests/ref/make_safetensors_fixture.py
 	$(REF_VENV)/bin/python tests/ref/check_model_init.py --r1d $(BUILD)/r1d

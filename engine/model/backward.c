@@ -24,9 +24,12 @@ static void zero(float *p, size_t n) {
  * lm head's gradient, R1D_TRAIN_LOGIT_CHUNK rows at a time so that only one
  * [chunk, V] block of logit gradients exists. Each chunk's cross-entropy
  * normalises by its own count c_chunk, so it is handed grad_scale *
- * c_chunk / c_total to give every counted row grad_scale / c_total. */
+ * c_chunk / c_total to give every counted row grad_scale / c_total.
+ * With dlp (GRPO), row i's loss gradient is dlp[i] d(logprob_i)/d(logits)
+ * = dlp[i] (onehot - softmax): the cross-entropy of that row alone with
+ * grad_scale -dlp[i]. */
 static void logits_backward(const r1d_train_model *tm, r1d_train_plan *p,
-                            float grad_scale) {
+                            float grad_scale, const float *dlp) {
   const r1d_config *c = &tm->cfg;
   int n = p->n, hid = c->hidden_size, vocab = c->vocab_size;
   zero(p->dh, (size_t)n * hid);
@@ -34,15 +37,26 @@ static void logits_backward(const r1d_train_model *tm, r1d_train_plan *p,
     int rows = n - r0 < R1D_TRAIN_LOGIT_CHUNK ? n - r0 : R1D_TRAIN_LOGIT_CHUNK;
     int counted = 0;
     for (int i = 0; i < rows; i++)
-      counted += p->targets[r0 + i] >= 0;
+      counted += p->targets[r0 + i] >= 0 && (!dlp || dlp[r0 + i] != 0);
     if (!counted) continue; /* ignored rows have no gradient */
     float chunk_loss;       /* unused: the forward reported the loss */
     zero(p->dlogits, (size_t)rows * vocab);
-    /* dlogits [rows, V] = scale * (softmax(logits) - onehot(target)) */
-    r1d_cpu_cross_entropy(NULL, rows, vocab, p->logits + (size_t)r0 * vocab,
-                          p->targets + r0,
-                          (float)((double)grad_scale * counted / p->n_counted),
-                          &chunk_loss, p->target_logprob + r0, p->dlogits);
+    if (dlp) {
+      for (int i = 0; i < rows; i++) {
+        int r = r0 + i;
+        if (p->targets[r] < 0 || dlp[r] == 0) continue;
+        r1d_cpu_cross_entropy(NULL, 1, vocab, p->logits + (size_t)r * vocab,
+                              p->targets + r, -dlp[r], &chunk_loss,
+                              p->target_logprob + r,
+                              p->dlogits + (size_t)i * vocab);
+      }
+    } else {
+      /* dlogits [rows, V] = scale * (softmax(logits) - onehot(target)) */
+      r1d_cpu_cross_entropy(
+          NULL, rows, vocab, p->logits + (size_t)r0 * vocab, p->targets + r0,
+          (float)((double)grad_scale * counted / p->n_counted), &chunk_loss,
+          p->target_logprob + r0, p->dlogits);
+    }
     /* logits = h_final [rows, H] @ Wlm[V, H]^T:
      *   dh += dlogits @ Wlm ; dWlm += dlogits^T @ h_final (tied: dembed) */
     r1d_cpu_linear_backward(NULL, rows, vocab, hid,
@@ -121,8 +135,8 @@ static void layer_backward(const r1d_train_model *tm,
                            p->dx, g->attn_norm);
 }
 
-int r1d_train_backward(r1d_train_model *tm, r1d_train_plan *plan,
-                       float grad_scale, r1d_error *err) {
+static int backward(r1d_train_model *tm, r1d_train_plan *plan, float grad_scale,
+                    const float *dlp, r1d_error *err) {
   if (!tm || !plan || plan->tm != tm)
     return r1d_fail(err, R1D_EINVAL,
                     "train backward: the plan was made for another model");
@@ -137,7 +151,7 @@ int r1d_train_backward(r1d_train_model *tm, r1d_train_plan *plan,
   int n = plan->n, hid = c->hidden_size;
 
   /* loss -> dh = dL/dh_final [n, H], dWlm */
-  logits_backward(tm, plan, grad_scale);
+  logits_backward(tm, plan, grad_scale, dlp);
   /* h_final = rmsnorm(x_final): dx = dL/dx_final [n, H], dfinal_norm */
   zero(plan->dx, (size_t)n * hid);
   r1d_cpu_rmsnorm_backward(NULL, n, hid, plan->x_final, tm->param.final_norm,
@@ -154,4 +168,23 @@ int r1d_train_backward(r1d_train_model *tm, r1d_train_plan *plan,
    * share is already in the same tensor) */
   r1d_cpu_embedding_backward(NULL, n, plan->ids, hid, plan->dx, tm->grad.embed);
   return R1D_OK;
+}
+
+int r1d_train_backward(r1d_train_model *tm, r1d_train_plan *plan,
+                       float grad_scale, r1d_error *err) {
+  return backward(tm, plan, grad_scale, NULL, err);
+}
+
+int r1d_train_backward_weighted(r1d_train_model *tm, r1d_train_plan *plan,
+                                const float *dlp, r1d_error *err) {
+  if (!dlp)
+    return r1d_fail(err, R1D_EINVAL, "train backward: no logprob gradients");
+  if (plan && plan->n > 0)
+    for (int i = 0; i < plan->n; i++)
+      if (!isfinite(dlp[i]))
+        return r1d_fail(err, R1D_EINVAL,
+                        "train backward: the logprob gradient of token %d is "
+                        "not finite",
+                        i);
+  return backward(tm, plan, 1.0f, dlp, err);
 }

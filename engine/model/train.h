@@ -204,4 +204,14 @@ void r1d_train_layer_recompute(const r1d_train_model *tm, r1d_train_plan *p,
 int r1d_train_backward(r1d_train_model *tm, r1d_train_plan *plan,
                        float grad_scale, r1d_error *err);
 
+/* The backward of an arbitrary per-token objective of the logprobs: ADDS
+ * to tm's gradients the gradient of L = sum_i f_i(target_logprob_i), given
+ * dlp[i] = dL/d(target_logprob_i) for the last forward's n rows (rows whose
+ * target is -1 are skipped, whatever dlp says). GRPO hands its per-token
+ * weights here (rl/grpo.h); the mean cross-entropy is dlp[i] =
+ * -1/n_counted. R1D_EINVAL for a non-finite dlp, else as
+ * r1d_train_backward. */
+int r1d_train_backward_weighted(r1d_train_model *tm, r1d_train_plan *plan,
+                                const float *dlp, r1d_error *err);
+
 #endif
