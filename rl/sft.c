@@ -226,7 +226,7 @@ static void prune_checkpoints(const char *out_dir, int limit) {
 static int save(run *r, long step, double loss, const r1d_sft_hooks *hooks,
                 r1d_error *err) {
   const r1d_sft_config *c = r->cfg;
-  char dir[4096], name[64], tmp_link[4096], link[4096];
+  char dir[4096], name[64];
   snprintf(name, sizeof name, "checkpoint-%ld", step);
   int n = snprintf(dir, sizeof dir, "%s/%s", c->out_dir, name);
   if (n < 0 || (size_t)n >= sizeof dir)
@@ -254,15 +254,7 @@ static int save(run *r, long step, double loss, const r1d_sft_hooks *hooks,
                       step, err->msg, r->last_good);
     return rc;
   }
-  /* OUT/last -> checkpoint-N, replaced in one rename */
-  snprintf(tmp_link, sizeof tmp_link, "%s/.last.tmp-%ld", c->out_dir,
-           (long)getpid());
-  snprintf(link, sizeof link, "%s/last", c->out_dir);
-  unlink(tmp_link);
-  if (symlink(name, tmp_link) != 0 || rename(tmp_link, link) != 0) {
-    unlink(tmp_link);
-    return r1d_fail(err, R1D_EIO, "checkpoint: %s: %s", link, strerror(errno));
-  }
+  if ((rc = r1d_checkpoint_link_last(c->out_dir, name, err))) return rc;
   snprintf(r->last_good, sizeof r->last_good, "%s", dir);
   prune_checkpoints(c->out_dir, c->save_limit);
   if (hooks && hooks->on_checkpoint)

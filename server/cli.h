@@ -4,6 +4,9 @@
 #ifndef R1D_SERVER_CLI_H
 #define R1D_SERVER_CLI_H
 
+#include <stddef.h>
+#include <stdio.h>
+
 #include "../common/status.h"
 
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
@@ -18,6 +21,7 @@ int cmd_logs(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_grpo(int argc, char **argv);
 int cmd_checkpoints(int argc, char **argv);
 
 extern const char cmd_generate_help[];
@@ -30,6 +34,7 @@ extern const char cmd_logs_help[];
 extern const char cmd_db_help[];
 extern const char cmd_sft_help[];
 extern const char cmd_pretrain_help[];
+extern const char cmd_grpo_help[];
 extern const char cmd_checkpoints_help[];
 
 /* Prints "r1d: <msg>" and returns CLI_EXIT_USAGE. */
@@ -39,5 +44,15 @@ int cli_report(const r1d_error *err);
 /* Parses a whole decimal/float argument; 0 on success. */
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int cli_parse_float(const char *s, double lo, double hi, double *out);
+/* Training runs: SIGINT/SIGTERM set the flag (polled between steps). */
+void cli_catch_stop_signals(void);
+volatile int *cli_stop_flag(void);
+/* bar[0..width) = '#' for the done share of total steps, '-' for the rest;
+ * bar needs width + 1 bytes. */
+void cli_progress_bar(char *bar, int width, long step, long total);
+/* OUT/metrics.jsonl opened for appending, or NULL. */
+FILE *cli_open_metrics(const char *out_dir);
+/* "42s", "3m05s", "1h02m": an ETA for progress bars. */
+void cli_fmt_duration(double s, char *out, size_t n);
 
 #endif

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,14 +108,6 @@ const char cmd_pretrain_help[] =
     "  --model DIR            Hugging Face folder (Qwen2 or "
     "Llama)\n" TRAIN_COMMON_HELP
     "Defaults: lr 3e-4, weight decay 0.1, betas 0.9/0.95, eps 1e-8.\n";
-
-/* The one piece of process state a signal handler may touch. */
-static volatile int stop_requested;
-
-static void on_stop_signal(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
 
 typedef struct sft_opts {
   int pretrain;
@@ -296,17 +287,6 @@ typedef struct progress {
   int unregistered; /* checkpoints the registry refused */
 } progress;
 
-static void fmt_duration(double s, char *out, size_t n) {
-  if (!isfinite(s) || s < 0) s = 0;
-  long t = (long)(s + 0.5);
-  if (t >= 3600)
-    snprintf(out, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-  else if (t >= 60)
-    snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
-  else
-    snprintf(out, n, "%lds", t);
-}
-
 static void print_json(FILE *f, const r1d_sft_metrics *m) {
   if (m->is_eval)
     fprintf(f,
@@ -340,13 +320,9 @@ static void on_metrics(void *user, const r1d_sft_metrics *m) {
             m->step, m->loss, m->eval_tokens);
     return;
   }
-  enum { WIDTH = 24 };
-  int filled = (int)(WIDTH * (double)m->step / (double)m->total_steps);
-  char bar[WIDTH + 1], eta[32];
-  for (int i = 0; i < WIDTH; i++)
-    bar[i] = i < filled ? '#' : '-';
-  bar[WIDTH] = 0;
-  fmt_duration(m->eta_s, eta, sizeof eta);
+  char bar[24 + 1], eta[32];
+  cli_progress_bar(bar, 24, m->step, m->total_steps);
+  cli_fmt_duration(m->eta_s, eta, sizeof eta);
   fprintf(stderr,
           "\r\033[K[%s] step %ld/%ld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s",
           bar, m->step, m->total_steps, m->loss, m->lr, m->tokens_per_s, eta);
@@ -551,9 +527,7 @@ static int train_main(int argc, char **argv, int pretrain) {
     status = cli_report(&err);
     goto done;
   }
-  char *mpath = r1d_path_join(o.out, "metrics.jsonl");
-  prog.metrics_file = mpath ? fopen(mpath, "a") : NULL;
-  free(mpath);
+  prog.metrics_file = cli_open_metrics(o.out);
   prog.bar = o.progress ? strcmp(o.progress, "bar") == 0 : isatty(2);
 
   r1d_sft_config cfg = {.src_dir = o.model,
@@ -586,12 +560,9 @@ static int train_main(int argc, char **argv, int pretrain) {
                         .recompute = o.recompute};
   r1d_sft_hooks hooks = {.on_metrics = on_metrics,
                          .on_checkpoint = on_checkpoint,
-                         .stop = &stop_requested,
+                         .stop = cli_stop_flag(),
                          .user = &prog};
-  struct sigaction sa = {.sa_handler = on_stop_signal};
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  cli_catch_stop_signals();
   long final_step = 0;
   int rc = r1d_sft_run(&cfg, tm, &train, &eval, &hooks, &final_step, &err);
   if (prog.bar) fputc('\n', stderr);
@@ -603,7 +574,7 @@ static int train_main(int argc, char **argv, int pretrain) {
   char last[4096];
   if (r1d_sft_last_checkpoint(o.out, last, sizeof last, &err) == 0)
     fprintf(stderr, "r1d: %s at step %ld; the model is %s%s%s\n",
-            stop_requested ? "stopped by a signal" : "done", final_step, last,
+            *cli_stop_flag() ? "stopped by a signal" : "done", final_step, last,
             prog.parent[0] ? ", registered as " : "", prog.parent);
   status = CLI_EXIT_OK;
   if (prog.unregistered) {

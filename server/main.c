@@ -1,10 +1,13 @@
 /* main.c - the r1d binary: subcommand dispatch and `r1d help CMD`. Each
  * subcommand lives in its own cmd_*.c file and returns the process status. */
+#include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/file.h"
 #include "../config/serve_config.h"
 #include "cli.h"
 
@@ -37,6 +40,8 @@ static const command commands[] = {
      "supervised fine-tuning on JSONL (messages or prompt/completion)", NULL},
     {"pretrain", cmd_pretrain, cmd_pretrain_help,
      "language-model training on text", NULL},
+    {"grpo", cmd_grpo, cmd_grpo_help,
+     "GRPO on rule-verifiable tasks (reasoning RL)", NULL},
     {"checkpoints", cmd_checkpoints, cmd_checkpoints_help,
      "the checkpoints registry: list, show, verify", NULL},
 };
@@ -73,6 +78,50 @@ int cli_report(const r1d_error *err) {
   fprintf(stderr, "r1d: %s\n",
           err->msg[0] ? err->msg : r1d_strerror(err->code));
   return err->code == R1D_ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
+}
+
+/* The one piece of process state a signal handler may touch. */
+static volatile int stop_requested;
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+void cli_catch_stop_signals(void) {
+  struct sigaction sa = {.sa_handler = on_stop_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+volatile int *cli_stop_flag(void) {
+  return &stop_requested;
+}
+
+void cli_progress_bar(char *bar, int width, long step, long total) {
+  int filled = total > 0 ? (int)(width * (double)step / (double)total) : 0;
+  for (int i = 0; i < width; i++)
+    bar[i] = i < filled ? '#' : '-';
+  bar[width] = 0;
+}
+
+FILE *cli_open_metrics(const char *out_dir) {
+  char *path = r1d_path_join(out_dir, "metrics.jsonl");
+  FILE *f = path ? fopen(path, "a") : NULL;
+  free(path);
+  return f;
+}
+
+void cli_fmt_duration(double s, char *out, size_t n) {
+  if (!isfinite(s) || s < 0) s = 0;
+  long t = (long)(s + 0.5);
+  if (t >= 3600)
+    snprintf(out, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else if (t >= 60)
+    snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
+  else
+    snprintf(out, n, "%lds", t);
 }
 
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out) {

@@ -167,3 +167,21 @@ fail:
   remove_folder(tmp);
   return rc;
 }
+
+int r1d_checkpoint_link_last(const char *out_dir, const char *name,
+                             r1d_error *err) {
+  char tmp_link[4096], link[4096];
+  int a = snprintf(tmp_link, sizeof tmp_link, "%s/.last.tmp-%ld", out_dir,
+                   (long)getpid());
+  int b = snprintf(link, sizeof link, "%s/last", out_dir);
+  if (a < 0 || b < 0 || (size_t)a >= sizeof tmp_link ||
+      (size_t)b >= sizeof link)
+    return r1d_fail(err, R1D_EINVAL, "checkpoint: path too long");
+  unlink(tmp_link);
+  if (symlink(name, tmp_link) != 0 || rename(tmp_link, link) != 0) {
+    int e = errno;
+    unlink(tmp_link);
+    return r1d_fail(err, R1D_EIO, "checkpoint: %s: %s", link, strerror(e));
+  }
+  return R1D_OK;
+}

@@ -38,6 +38,11 @@ int r1d_checkpoint_write_extra(const char *src_dir, const r1d_config *cfg,
                                const r1d_checkpoint_file *extra, int n_extra,
                                const char *out_dir, r1d_error *err);
 
+/* Points out_dir/last at out_dir/name (a relative symbolic link), replacing
+ * an older link in one rename, so a reader never sees no link. */
+int r1d_checkpoint_link_last(const char *out_dir, const char *name,
+                             r1d_error *err);
+
 /* Removes a checkpoint folder (its files, then itself); quiet. */
 void r1d_checkpoint_remove(const char *dir);
 

@@ -236,6 +236,20 @@ int r1d_engine_cancel(r1d_engine *e, uint64_t id) {
   return rc;
 }
 
+int r1d_engine_cancel_all(r1d_engine *e) {
+  int n = 0;
+  pthread_mutex_lock(&e->mu);
+  for (eng_req *r = e->active; r; r = r->active_next)
+    if (!r->cancel) {
+      r->cancel = 1;
+      e->n_cancel_pending++;
+      n++;
+    }
+  if (n) pthread_cond_signal(&e->work_cv);
+  pthread_mutex_unlock(&e->mu);
+  return n;
+}
+
 /* ---- events and finishing ---- */
 
 static void emit(eng_seq *s, r1d_engine_event *ev) {
@@ -665,7 +679,7 @@ int r1d_engine_create(const r1d_model *m, const r1d_backend *be,
   e->model = m;
   e->tok = tok;
   e->be = *be;
-  e->weight_version = 1;
+  e->weight_version = e->cfg.weight_version ? e->cfg.weight_version : 1;
   e->device_sampling = e->cfg.device_sampling < 0 ? !be->ops->host_memory
                                                   : e->cfg.device_sampling;
   e->max_blocks_per_seq =

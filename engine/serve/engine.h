@@ -47,21 +47,23 @@ typedef enum r1d_priority {
 #define R1D_ENGINE_MAX_N 64 /* samples per request */
 
 typedef struct r1d_engine_config {
-  int block_size;       /* token slots per KV block (16) */
-  int n_blocks;         /* KV pool size; 0: from kv_memory */
-  size_t kv_memory;     /* bytes for the KV pool when n_blocks is 0; 0: room
+  int block_size;          /* token slots per KV block (16) */
+  int n_blocks;            /* KV pool size; 0: from kv_memory */
+  size_t kv_memory;        /* bytes for the KV pool when n_blocks is 0; 0: room
                            for max_num_seqs sequences of min(1024,
                            max_model_len) tokens, and at least for one of
                            max_model_len (fp32 K and V: 8 * layers *
                            kv_heads * head_dim bytes per token) */
-  int max_num_seqs;     /* sequences running at once (64) */
-  int max_batch_tokens; /* token budget of one step (512) */
-  int max_model_len;    /* prompt + output cap; 0: the model's
+  int max_num_seqs;        /* sequences running at once (64) */
+  int max_batch_tokens;    /* token budget of one step (512) */
+  int max_model_len;       /* prompt + output cap; 0: the model's
                            max_position_embeddings */
-  int prefix_cache;     /* 1: reuse KV blocks of equal prompt prefixes */
-  int max_waiting;      /* requests queued but not running; 0: unlimited.
+  int prefix_cache;        /* 1: reuse KV blocks of equal prompt prefixes */
+  int max_waiting;         /* requests queued but not running; 0: unlimited.
                            Beyond it submit fails with R1D_EBUSY */
-  int device_sampling;  /* draw tokens with the backend's sample op when the
+  uint64_t weight_version; /* the version this engine's weights are
+                              (rl hot swaps: engine/serve/versions.h); 0: 1 */
+  int device_sampling;     /* draw tokens with the backend's sample op when the
                            request allows it (no penalties, bias, top
                            logprobs or thinking budget): -1 auto (when the
                            backend's memory is not the host's), 0 never,
@@ -169,6 +171,9 @@ int r1d_engine_submit(r1d_engine *e, const r1d_engine_request *req,
 /* Cancels a request at any point; its blocks are freed on the engine thread
  * before the next step. 0, or R1D_ENOTFOUND when it already finished. */
 int r1d_engine_cancel(r1d_engine *e, uint64_t id);
+
+/* Cancels every unfinished request (abort-and-swap); returns how many. */
+int r1d_engine_cancel_all(r1d_engine *e);
 
 void r1d_engine_stats_get(r1d_engine *e, r1d_engine_stats *st);
 

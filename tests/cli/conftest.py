@@ -3,6 +3,7 @@ tiny random model made once per session with `r1d model init`."""
 import json
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -43,3 +44,15 @@ def model_copy(tiny_model, tmp_path):
 
 def read_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def poison(model_dir, tensor="model.norm.weight"):
+    """Writes a NaN into one tensor of model.safetensors (F32)."""
+    path = Path(model_dir) / "model.safetensors"
+    raw = bytearray(path.read_bytes())
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    start = header[tensor]["data_offsets"][0]
+    assert header[tensor]["dtype"] == "F32"
+    raw[8 + n + start:8 + n + start + 4] = struct.pack("<f", float("nan"))
+    path.write_bytes(bytes(raw))

@@ -6,10 +6,9 @@ import json
 import resource
 import shutil
 import signal
-import struct
 from pathlib import Path
 
-from conftest import read_json, run
+from conftest import poison, read_json, run
 
 BASE = ["--max-len", "128", "--max-tokens", "256", "--lr", "1e-3", "--threads", "2"]
 
@@ -101,18 +100,6 @@ def test_exact_resume_replays_the_same_losses(tiny_model, tmp_path):
     other = write_data(tmp_path / "o.jsonl", sft_rows(30))
     c = run(args[:4] + [other] + args[5:] + ["--out", str(b_out), "--resume"])
     assert c.returncode == 2 and "resume: docs differs" in c.err
-
-
-def poison(model_dir, tensor="model.norm.weight"):
-    """Writes a NaN into one tensor of model.safetensors (F32)."""
-    path = Path(model_dir) / "model.safetensors"
-    raw = bytearray(path.read_bytes())
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    start = header[tensor]["data_offsets"][0]
-    assert header[tensor]["dtype"] == "F32"
-    raw[8 + n + start:8 + n + start + 4] = struct.pack("<f", float("nan"))
-    path.write_bytes(bytes(raw))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_model, model_copy, tmp_path):
