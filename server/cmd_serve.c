@@ -102,7 +102,7 @@ static void shut_down(r1d_server *s) {
   s->http = NULL;
   /* the cancelled requests' last events still wake the loop: let them land
    * while the async handle is open */
-  if (s->engine) r1d_engine_wait_idle(s->engine);
+  if (s->versions) r1d_versions_wait_idle(s->versions);
   /* records of the answers cut just now, and any still queued, commit
    * before the process goes */
   r1d_server_storage_stop(s);
@@ -128,6 +128,9 @@ static void on_tick(uv_timer_t *t) {
     s->last_watchdog = now;
   }
   r1d_server_tick_jobs(s, now);
+  /* retired weight versions nobody holds: their engines are idle, so the
+   * join is quick */
+  r1d_versions_reap(s->versions);
   if (s->draining) {
     if (http_server_active(s->http) == 0) {
       r1d_log_msg(&s->log, R1D_LOG_INFO, "stopped", "drained; exiting");
@@ -206,13 +209,17 @@ static int setup_backend(r1d_server *s, r1d_error *err) {
 static int load_model(r1d_server *s, r1d_error *err) {
   int rc = r1d_tokenizer_load_dir(s->cfg.model, &s->tok, err);
   if (rc) return rc;
-  if ((rc = r1d_model_load(s->cfg.model, &s->cpu_be, &s->model, err)))
-    return rc;
+  r1d_model *model = NULL;
+  if ((rc = r1d_model_load(s->cfg.model, &s->cpu_be, &model, err))) return rc;
+  s->model_cfg = model->cfg;
   r1d_error terr = {0};
   rc = r1d_template_load_dir_as(s->cfg.model, s->cfg.template_name, &s->tpl,
                                 &terr);
   if (rc) {
-    if (s->cfg.template_name) return r1d_fail(err, rc, "%s", terr.msg);
+    if (s->cfg.template_name) {
+      r1d_model_free(model);
+      return r1d_fail(err, rc, "%s", terr.msg);
+    }
     r1d_log_msg(&s->log, R1D_LOG_WARN, "no_chat_template",
                 "chat completions are off: %s", terr.msg);
     s->tpl = NULL;
@@ -244,15 +251,16 @@ static int load_model(r1d_server *s, r1d_error *err) {
   ec.prefix_cache = s->cfg.prefix_cache;
   if (ec.max_batch_tokens < ec.max_num_seqs)
     ec.max_batch_tokens = ec.max_num_seqs; /* every decode fits one step */
-  if ((rc = r1d_engine_create(s->model, &s->be, s->tok, &ec, &s->engine, err)))
+  if ((rc = r1d_versions_create(model, s->cfg.model, &s->cpu_be, &s->be, s->tok,
+                                &ec, &s->versions, err)))
     return rc;
-  s->max_model_len = r1d_engine_get_config(s->engine)->max_model_len;
+  s->engine_cfg = *r1d_versions_engine_config(s->versions);
+  s->max_model_len = s->engine_cfg.max_model_len;
   return 0;
 }
 
 static void server_free(r1d_server *s) {
-  r1d_engine_destroy(s->engine);
-  r1d_model_free(s->model);
+  r1d_versions_destroy(s->versions);
   r1d_template_free(s->tpl);
   r1d_tokenizer_free(s->tok);
   if (s->be_is_cuda)
@@ -339,8 +347,8 @@ int cmd_serve(int argc, char **argv) {
                          "model", s->model_id, "backend",
                          s->be_is_cuda ? "cuda" : "cpu", "version", R1D_VERSION,
                          "max_model_len", s->max_model_len, "kv_blocks",
-                         r1d_engine_get_config(s->engine)->n_blocks, "auth",
-                         s->api_keys != NULL, "admin", s->admin_keys != NULL));
+                         s->engine_cfg.n_blocks, "auth", s->api_keys != NULL,
+                         "admin", s->admin_keys != NULL));
   if (s->db)
     r1d_log_json(&s->log, R1D_LOG_INFO, "storage",
                  json_pack("{s:s, s:b, s:b}", "dir", r1d_db_dir(s->db),

@@ -12,6 +12,7 @@ static void job_unref_locked_free(gen_job *j) {
     return;
   }
   pthread_mutex_unlock(&j->mu);
+  r1d_versions_release(j->srv->versions, j->version);
   gen_events_free(j->head);
   pthread_mutex_destroy(&j->mu);
   free(j->slots);
@@ -29,6 +30,7 @@ gen_job *gen_job_create(r1d_server *s, int n_reqs, void *owner,
     return NULL;
   }
   j->srv = s;
+  j->version = r1d_versions_acquire(s->versions);
   j->refs = 1;
   j->n_reqs = n_reqs;
   j->owner = owner;
@@ -136,7 +138,8 @@ int gen_job_submit(gen_job *j, int i, r1d_engine_request *req, r1d_error *err) {
   slot->choices_left = req->n;
   j->refs++; /* before submit: the first event may come at once */
   pthread_mutex_unlock(&j->mu);
-  int rc = r1d_engine_submit(j->srv->engine, req, &slot->engine_id, err);
+  int rc = r1d_engine_submit(r1d_version_engine(j->version), req,
+                             &slot->engine_id, err);
   pthread_mutex_lock(&j->mu);
   if (rc) {
     j->refs--; /* the callback is never called for a refused request */
@@ -153,7 +156,7 @@ void gen_job_cancel(gen_job *j) {
   pthread_mutex_unlock(&j->mu);
   for (int i = 0; i < j->n_reqs; i++)
     if (j->slots[i].submitted)
-      r1d_engine_cancel(j->srv->engine, j->slots[i].engine_id);
+      r1d_engine_cancel(r1d_version_engine(j->version), j->slots[i].engine_id);
 }
 
 void gen_job_release(gen_job *j) {

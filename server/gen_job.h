@@ -44,6 +44,7 @@ typedef struct gen_req_slot {
 
 struct gen_job {
   r1d_server *srv;
+  r1d_version *version; /* pinned at creation: the live one then */
   pthread_mutex_t mu;
   int refs;
   gen_event *head, *tail;

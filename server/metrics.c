@@ -147,8 +147,11 @@ int r1d_metrics_render(const r1d_metrics *m, const r1d_engine_stats *st,
        (double)st->preemptions},
       {"r1d_engine_steps_total", "counter", "Engine steps run",
        (double)st->steps},
-      {"r1d_weight_swaps_total", "counter", "Weight swaps done",
+      {"r1d_weight_swaps_total", "counter", "Weight swaps and rollbacks done",
        (double)m->weight_swaps},
+      {"r1d_weight_swap_seconds_total", "counter",
+       "Seconds the swaps' flips took (loading the weights is apart)",
+       m->weight_swap_seconds},
   };
   for (size_t i = 0; i < sizeof plain / sizeof plain[0] && !rc; i++)
     rc = put_metric(out, plain[i].name, plain[i].type, plain[i].help,

@@ -33,6 +33,7 @@ typedef struct r1d_metrics {
   r1d_histogram request_duration, ttft, itl;
   uint64_t prompt_tokens, generation_tokens, reasoning_tokens;
   uint64_t weight_swaps;
+  double weight_swap_seconds; /* flips, summed (the loads are apart) */
 } r1d_metrics;
 
 /* Storage's numbers, gathered when /metrics is rendered. */

@@ -73,7 +73,7 @@ static int parse_bias(json_t *body, int vocab, oai_params *p, api_error *e) {
 
 int oai_params_parse(r1d_server *s, json_t *body, int chat, oai_params *p,
                      api_error *e) {
-  const r1d_config *mc = &s->model->cfg;
+  const r1d_config *mc = &s->model_cfg;
   memset(p, 0, sizeof *p);
   r1d_sampling_params *sp = &p->gen.sampling;
   r1d_sampling_params_default(sp);
@@ -144,11 +144,11 @@ int oai_params_parse(r1d_server *s, json_t *body, int chat, oai_params *p,
   sp->seed = given ? (uint64_t)i : r1d_rng_next(&s->rng);
   if (api_get_int(body, "n", 1, R1D_ENGINE_MAX_N, &i, &given, e)) return -1;
   if (given) p->n = (int)i;
-  if (p->n > r1d_engine_get_config(s->engine)->max_num_seqs)
+  if (p->n > s->engine_cfg.max_num_seqs)
     return api_fail(e, 400, "n", "invalid_value",
                     "'n' is %d but the server runs at most %d sequences at "
                     "once (--max-num-seqs)",
-                    p->n, r1d_engine_get_config(s->engine)->max_num_seqs);
+                    p->n, s->engine_cfg.max_num_seqs);
   if (parse_stop(body, p, e)) return -1;
   if (parse_bias(body, mc->vocab_size, p, e)) return -1;
 

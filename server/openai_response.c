@@ -430,7 +430,12 @@ static void on_token(oai_call *c, const gen_event *e, double now) {
     c->cached_tokens += e->cached_tokens;
   }
   if (e->error && !c->error) c->error = strdup(e->error);
-  if (c->p.stream && !e->error) {
+  /* the engine aborted a request the client still waits for: a weight swap
+   * with abort_in_flight (a client's own cancel never gets here) */
+  if (e->finish == R1D_FINISH_ABORT && !e->error && !c->error)
+    c->error = strdup("the request was aborted before it finished (a weight "
+                      "swap with abort_in_flight)");
+  if (c->p.stream && !e->error && e->finish != R1D_FINISH_ABORT) {
     if (c->chat) {
       json_t *lp = NULL;
       if (json_array_size(ch->lp_pending)) {

@@ -157,9 +157,7 @@ static int submit_call(r1d_server *s, oai_call *c, api_error *e) {
     }
   }
   c->submitted = 1;
-  r1d_engine_stats st;
-  r1d_engine_stats_get(s->engine, &st);
-  c->weight_version = st.weight_version;
+  c->weight_version = r1d_version_id(c->job->version);
   if (s->cfg.request_timeout > 0)
     c->deadline = r1d_server_now() + s->cfg.request_timeout;
   c->ex->user = c;
@@ -258,7 +256,7 @@ static int completion_prompt(r1d_server *s, json_t *v, r1d_ids *ids,
     /* Hugging Face's encode adds the model's BOS for raw text (vLLM too) */
     return encode_text(s, json_string_value(v), 1, ids, "prompt", e);
   }
-  int vocab = s->model->cfg.vocab_size;
+  int vocab = s->model_cfg.vocab_size;
   size_t i;
   json_t *t;
   json_array_foreach(v, i, t) {
@@ -352,7 +350,7 @@ fail:
 
 void r1d_routes_openai_models(r1d_server *s, http_exchange *ex) {
   r1d_engine_stats st;
-  r1d_engine_stats_get(s->engine, &st);
+  r1d_versions_stats(s->versions, &st);
   json_t *m = json_pack("{s:s, s:s, s:I, s:s, s:s, s:i, s:I}", "id",
                         s->model_id, "object", "model", "created",
                         (json_int_t)s->created, "owned_by", "r1d", "root",

@@ -16,7 +16,7 @@
 
 static void route_health(r1d_server *s, http_exchange *ex) {
   r1d_engine_stats st;
-  r1d_engine_stats_get(s->engine, &st);
+  r1d_versions_stats(s->versions, &st);
   if (st.failed) {
     http_reply_error(ex, 503, "server_error",
                      "the engine failed (a backend error); restart the "
@@ -38,7 +38,7 @@ static void route_health(r1d_server *s, http_exchange *ex) {
 
 static void route_ready(r1d_server *s, http_exchange *ex) {
   r1d_engine_stats st;
-  r1d_engine_stats_get(s->engine, &st);
+  r1d_versions_stats(s->versions, &st);
   if (st.failed || !s->ready_state || s->draining) {
     http_reply_error(ex, 503, "server_error",
                      s->draining ? "the server is shutting down"
@@ -76,7 +76,9 @@ static void storage_metrics(r1d_server *s, r1d_storage_metrics *m) {
 
 static void route_metrics(r1d_server *s, http_exchange *ex) {
   r1d_engine_stats st;
-  r1d_engine_stats_get(s->engine, &st);
+  r1d_versions_stats(s->versions, &st);
+  r1d_versions_swap_totals(s->versions, &s->metrics.weight_swaps,
+                           &s->metrics.weight_swap_seconds);
   r1d_buf out = {0};
   r1d_storage_metrics sm = {0};
   storage_metrics(s, &sm);
@@ -93,7 +95,7 @@ static void route_metrics(r1d_server *s, http_exchange *ex) {
 
 static void route_version(r1d_server *s, http_exchange *ex) {
   r1d_engine_stats st;
-  r1d_engine_stats_get(s->engine, &st);
+  r1d_versions_stats(s->versions, &st);
   http_reply_json(ex, 200,
                   json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "version",
                             R1D_VERSION, "git", R1D_GIT_HASH, "backend",
@@ -104,8 +106,8 @@ static void route_version(r1d_server *s, http_exchange *ex) {
 
 static void route_admin_server(r1d_server *s, http_exchange *ex) {
   r1d_engine_stats st;
-  r1d_engine_stats_get(s->engine, &st);
-  const r1d_engine_config *ec = r1d_engine_get_config(s->engine);
+  r1d_versions_stats(s->versions, &st);
+  const r1d_engine_config *ec = &s->engine_cfg;
   json_t *engine = json_pack(
       "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:f, s:f}",
       "running", st.running, "waiting", st.waiting, "requests", st.requests,
@@ -170,6 +172,10 @@ static const route routes[] = {
      r1d_routes_admin_checkpoints},
     {"GET", "/admin/v1/checkpoints/{id}", ACCESS_ADMIN,
      r1d_routes_admin_checkpoint},
+    {"GET", "/admin/v1/weights", ACCESS_ADMIN, r1d_routes_admin_weights},
+    {"POST", "/admin/v1/weights/swap", ACCESS_ADMIN, r1d_routes_admin_swap},
+    {"POST", "/admin/v1/weights/rollback", ACCESS_ADMIN,
+     r1d_routes_admin_rollback},
 };
 
 /* 1 when path matches the route's path ("/{id}" standing for one

@@ -15,6 +15,7 @@
 #include "../config/serve_config.h"
 #include "../engine/model/model.h"
 #include "../engine/serve/engine.h"
+#include "../engine/serve/versions.h"
 #include "../engine/text/template.h"
 #include "../engine/text/tokenizer.h"
 #include "../storage/db.h"
@@ -39,10 +40,15 @@ typedef struct r1d_server {
   /* the model and its text handling */
   r1d_backend be, cpu_be;
   int be_is_cuda;
-  r1d_model *model;
   r1d_tokenizer *tok;
   r1d_template *tpl; /* NULL: the folder has no chat template */
-  r1d_engine *engine;
+  /* the weight versions, each with its engine (engine/serve/versions.h):
+   * a request pins the live one for its whole life */
+  r1d_versions *versions;
+  r1d_config model_cfg;         /* shapes and generation defaults: every
+                                  version has the same (versions.h) */
+  r1d_engine_config engine_cfg; /* the resolved limits, shared likewise */
+  int swap_busy;                /* a swap or rollback is running */
   char model_id[256];
   char backend_desc[256];
   int64_t created; /* Unix time the model was loaded */
@@ -121,6 +127,10 @@ void r1d_routes_admin_task(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_interactions(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_interaction(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_checkpoints(r1d_server *s, http_exchange *ex);
+/* routes_weights.c: hot swap and rollback, the loaded versions */
+void r1d_routes_admin_weights(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_swap(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_rollback(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_checkpoint(r1d_server *s, http_exchange *ex);
 /* Storage health and counters for /health, /metrics, /admin/v1/server. */
 json_t *r1d_server_storage_json(r1d_server *s);

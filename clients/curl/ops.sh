@@ -7,4 +7,4 @@ for p in /health /ready /version; do
   echo "GET $p: $(curl -sSf "${AUTH[@]}" "$R1D_URL$p")"
 done
 echo "GET /metrics:"
-curl -sSf "${AUTH[@]}" "$R1D_URL/metrics" | grep '^r1d_' | head -20
+curl -sSf "${AUTH[@]}" "$R1D_URL/metrics" | awk '/^r1d_/ && n++ < 20' # reads it all: no SIGPIPE

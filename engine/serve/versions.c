@@ -27,7 +27,7 @@ struct r1d_versions {
   r1d_version *all; /* newest first */
   r1d_version *live, *previous;
   uint64_t next_id;
-  r1d_backend be;
+  r1d_backend load_be, be;
   const r1d_tokenizer *tok;
   r1d_engine_config ec;
   /* counters of engines already freed, so sums never go back */
@@ -102,16 +102,17 @@ static void version_free(r1d_versions *vs, r1d_version *v) {
 }
 
 int r1d_versions_create(r1d_model *first, const char *source,
-                        const r1d_backend *be, const r1d_tokenizer *tok,
-                        const r1d_engine_config *ec, r1d_versions **out,
-                        r1d_error *err) {
+                        const r1d_backend *load_be, const r1d_backend *run_be,
+                        const r1d_tokenizer *tok, const r1d_engine_config *ec,
+                        r1d_versions **out, r1d_error *err) {
   *out = NULL;
   r1d_versions *vs = calloc(1, sizeof *vs);
   if (!vs) {
     r1d_model_free(first);
     return r1d_fail(err, R1D_ENOMEM, "versions: out of memory");
   }
-  vs->be = *be;
+  vs->load_be = *load_be;
+  vs->be = *run_be;
   vs->tok = tok;
   if (ec)
     vs->ec = *ec;
@@ -193,13 +194,16 @@ static int check_fit(const r1d_config *a, const r1d_config *b, const char *dir,
   struct {
     const char *name;
     int live, next;
-  } f[] = {{"vocab_size", a->vocab_size, b->vocab_size},
-           {"hidden_size", a->hidden_size, b->hidden_size},
-           {"intermediate_size", a->intermediate_size, b->intermediate_size},
-           {"num_hidden_layers", a->num_layers, b->num_layers},
-           {"num_attention_heads", a->num_heads, b->num_heads},
-           {"num_key_value_heads", a->num_kv_heads, b->num_kv_heads},
-           {"head_dim", a->head_dim, b->head_dim}};
+  } f[] = {
+      {"vocab_size", a->vocab_size, b->vocab_size},
+      {"hidden_size", a->hidden_size, b->hidden_size},
+      {"intermediate_size", a->intermediate_size, b->intermediate_size},
+      {"num_hidden_layers", a->num_layers, b->num_layers},
+      {"num_attention_heads", a->num_heads, b->num_heads},
+      {"num_key_value_heads", a->num_kv_heads, b->num_kv_heads},
+      {"head_dim", a->head_dim, b->head_dim},
+      {"qkv_bias (Qwen2 vs Llama)", a->qkv_bias, b->qkv_bias},
+      {"tie_word_embeddings", a->tie_word_embeddings, b->tie_word_embeddings}};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
     if (f[i].live != f[i].next)
       return r1d_fail(err, R1D_EINVAL,
@@ -212,7 +216,7 @@ static int check_fit(const r1d_config *a, const r1d_config *b, const char *dir,
 int r1d_versions_stage(r1d_versions *vs, const char *dir, uint64_t *id,
                        r1d_error *err) {
   r1d_model *m = NULL;
-  int rc = r1d_model_load(dir, &vs->be, &m, err);
+  int rc = r1d_model_load(dir, &vs->load_be, &m, err);
   if (rc) return rc;
   pthread_mutex_lock(&vs->mu);
   const r1d_config live_cfg = vs->live->model->cfg;
@@ -268,9 +272,10 @@ int r1d_versions_promote(r1d_versions *vs, uint64_t id, int abort,
   double flip = now_s() - t0;
   vs->swaps++;
   vs->swap_seconds += flip;
-  pthread_mutex_unlock(&vs->mu);
+  /* read under mu: once unlocked, later swaps may retire and free v */
   res->old_version = old->id;
   res->new_version = v->id;
+  pthread_mutex_unlock(&vs->mu);
   res->flip_seconds = flip;
   res->aborted = abort ? r1d_engine_cancel_all(old->engine) : 0;
   count_requests(old, &res->in_flight);
@@ -320,9 +325,10 @@ int r1d_versions_rollback(r1d_versions *vs, int abort, r1d_swap_result *res,
   double flip = now_s() - t0;
   vs->swaps++;
   vs->swap_seconds += flip;
-  pthread_mutex_unlock(&vs->mu);
+  /* read under mu: once unlocked, later swaps may retire and free back */
   res->old_version = old->id;
   res->new_version = back->id;
+  pthread_mutex_unlock(&vs->mu);
   res->flip_seconds = flip;
   res->aborted = abort ? r1d_engine_cancel_all(old->engine) : 0;
   count_requests(old, &res->in_flight);
@@ -331,20 +337,59 @@ int r1d_versions_rollback(r1d_versions *vs, int abort, r1d_swap_result *res,
   return R1D_OK;
 }
 
+void r1d_versions_wait_idle(r1d_versions *vs) {
+  /* a snapshot of the engines, each held so none is freed meanwhile */
+  for (;;) {
+    r1d_version *busy = NULL;
+    pthread_mutex_lock(&vs->mu);
+    for (r1d_version *v = vs->all; v && !busy; v = v->next) {
+      r1d_engine_stats st;
+      r1d_engine_stats_get(v->engine, &st);
+      if (st.requests > 0) busy = v;
+    }
+    if (busy) busy->refs++;
+    pthread_mutex_unlock(&vs->mu);
+    if (!busy) return;
+    r1d_engine_wait_idle(busy->engine);
+    r1d_versions_release(vs, busy);
+  }
+}
+
+const r1d_engine_config *r1d_versions_engine_config(const r1d_versions *vs) {
+  return &vs->ec;
+}
+
 int r1d_versions_reap(r1d_versions *vs) {
   int n = 0;
   for (;;) {
-    r1d_version *dead = NULL;
+    r1d_version *v = NULL, *dead = NULL;
     pthread_mutex_lock(&vs->mu);
-    for (r1d_version **pp = &vs->all; *pp; pp = &(*pp)->next)
-      if ((*pp)->state == R1D_VERSION_RETIRED && (*pp)->refs == 0) {
-        dead = *pp;
-        *pp = dead->next;
-        break;
-      }
+    for (r1d_version *it = vs->all; it && !v; it = it->next)
+      if (it->state == R1D_VERSION_RETIRED && it->refs == 0) v = it;
+    if (v) v->refs++; /* ours while it drains: no other reaper takes it */
     pthread_mutex_unlock(&vs->mu);
-    if (!dead) return n;
-    version_free(vs, dead); /* nobody holds it: its engine is idle */
+    if (!v) return n;
+    /* It stays listed (and counted by r1d_versions_stats) until its engine
+     * is idle; its final counters move to `gone` in the same critical
+     * section that unlinks it, so the sums never dip. */
+    r1d_engine_wait_idle(v->engine);
+    pthread_mutex_lock(&vs->mu);
+    if (--v->refs == 0) {
+      for (r1d_version **pp = &vs->all; *pp; pp = &(*pp)->next)
+        if (*pp == v) {
+          *pp = v->next;
+          break;
+        }
+      r1d_engine_stats st;
+      r1d_engine_stats_get(v->engine, &st);
+      add_counters(&vs->gone, &st);
+      dead = v;
+    }
+    pthread_mutex_unlock(&vs->mu);
+    if (!dead) continue; /* held again meanwhile: a later reap frees it */
+    r1d_engine_destroy(dead->engine);
+    r1d_model_free(dead->model);
+    free(dead);
     n++;
   }
 }

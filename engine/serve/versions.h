@@ -59,12 +59,14 @@ typedef struct r1d_swap_result {
 } r1d_swap_result;
 
 /* A set serving `first` (owned from here on, also on failure) as version
- * 1 through an engine made with ec on be (both copied; tok must outlive
- * the set). source names where it came from. */
+ * 1 through an engine made with ec on run_be; later versions are loaded
+ * with load_be (the host backend models are read into) and run on run_be
+ * (both copied; tok must outlive the set). source names where it came
+ * from. */
 int r1d_versions_create(r1d_model *first, const char *source,
-                        const r1d_backend *be, const r1d_tokenizer *tok,
-                        const r1d_engine_config *ec, r1d_versions **out,
-                        r1d_error *err);
+                        const r1d_backend *load_be, const r1d_backend *run_be,
+                        const r1d_tokenizer *tok, const r1d_engine_config *ec,
+                        r1d_versions **out, r1d_error *err);
 /* Cancels what every engine still runs, waits, frees all. */
 void r1d_versions_destroy(r1d_versions *vs);
 
@@ -98,6 +100,12 @@ int r1d_versions_swap(r1d_versions *vs, const char *dir, int abort,
  * retired. R1D_ENOTFOUND when there is none. */
 int r1d_versions_rollback(r1d_versions *vs, int abort, r1d_swap_result *res,
                           r1d_error *err);
+
+/* Blocks until no version's engine has a request left. */
+void r1d_versions_wait_idle(r1d_versions *vs);
+
+/* The first engine's resolved limits, which every version shares. */
+const r1d_engine_config *r1d_versions_engine_config(const r1d_versions *vs);
 
 /* Frees retired versions nobody holds any more; returns how many. */
 int r1d_versions_reap(r1d_versions *vs);
