@@ -108,11 +108,120 @@ void r1d_grpo_run_config_default(r1d_grpo_run_config *c) {
   c->seed = 1;
 }
 
+/* One numeric field of a job config: obj[key] within [lo, hi]. */
+static int num_field(const json_t *obj, const char *key, double lo, double hi,
+                     int integer, double *out, int *given, r1d_error *err) {
+  json_t *v = json_object_get(obj, key);
+  *given = v != NULL;
+  if (!v) return R1D_OK;
+  double x = json_is_number(v) ? json_number_value(v) : NAN;
+  if (!json_is_number(v) || (integer && !json_is_integer(v)) || !(x >= lo) ||
+      !(x <= hi))
+    return r1d_fail(err, R1D_EINVAL, "%s must be %s in [%g, %g]", key,
+                    integer ? "an integer" : "a number", lo, hi);
+  *out = x;
+  return R1D_OK;
+}
+
+int r1d_grpo_run_config_from_json(const json_t *obj, r1d_grpo_run_config *c,
+                                  r1d_error *err) {
+  static const char *const grpo_keys[] = {
+      "num_generations", "max_completion_length",
+      "loss_type",       "scale_rewards",
+      "epsilon",         "epsilon_low",
+      "epsilon_high",    "beta",
+      "rewards",         "lr_scheduler_type",
+      "dynamic_sampling"};
+  struct {
+    const char *key;
+    double lo, hi;
+    int integer;
+  } nums[] = {
+      {"learning_rate", 1e-12, 10, 0},
+      {"warmup_ratio", 0, 1, 0},
+      {"weight_decay", 0, 10, 0},
+      {"max_grad_norm", 0, 1e9, 0},
+      {"max_steps", 0, 1e9, 1},
+      {"prompts_per_step", 1, 4096, 1},
+      {"num_iterations", 1, 64, 1},
+      {"ref_refresh_steps", 0, 1e9, 1},
+      {"temperature", 1e-3, 2, 0},
+      {"top_p", 1e-6, 1, 0},
+      {"eval_samples", 1, R1D_ENGINE_MAX_N, 1},
+      {"eval_temperature", 0, 2, 0},
+      {"eval_steps", 0, 1e9, 1},
+      {"save_steps", 0, 1e9, 1},
+      {"seed", 0, 9e15, 1},
+      {"max_tokens", 0, 1 << 22, 1},
+  };
+  enum { N_NUMS = sizeof nums / sizeof nums[0] };
+  if (!json_is_object(obj))
+    return r1d_fail(err, R1D_EINVAL, "config must be a JSON object");
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)obj, key, v) {
+    int known = 0;
+    for (size_t i = 0; i < sizeof grpo_keys / sizeof grpo_keys[0]; i++)
+      known |= strcmp(key, grpo_keys[i]) == 0;
+    for (int i = 0; i < N_NUMS; i++)
+      known |= strcmp(key, nums[i].key) == 0;
+    if (!known)
+      return r1d_fail(err, R1D_EINVAL, "%s is not a known setting", key);
+  }
+  r1d_grpo_run_config n = *c; /* c changes only when all of it is good */
+  int rc = r1d_grpo_config_from_json(obj, &n.grpo, err);
+  json_t *rw = json_object_get(obj, "rewards");
+  if (rc == 0 && rw) rc = r1d_reward_config_from_json(rw, &n.reward, err);
+  if (rc) return rc;
+  double val[N_NUMS];
+  int given[N_NUMS];
+  for (int i = 0; i < N_NUMS; i++)
+    if ((rc = num_field(obj, nums[i].key, nums[i].lo, nums[i].hi,
+                        nums[i].integer, &val[i], &given[i], err)))
+      return rc;
+  /* in the order of nums[] */
+  if (given[0]) n.adamw.lr = n.sched.lr = val[0];
+  if (given[1]) n.warmup_ratio = val[1];
+  if (given[2]) n.adamw.weight_decay = val[2];
+  if (given[3]) n.clip = val[3];
+  if (given[4]) n.max_steps = (long)val[4];
+  if (given[5]) n.prompts_per_step = (int)val[5];
+  if (given[6]) n.num_iterations = (int)val[6];
+  if (given[7]) n.ref_refresh = (long)val[7];
+  if (given[8]) n.temperature = (float)val[8];
+  if (given[9]) n.top_p = (float)val[9];
+  if (given[10]) n.eval_samples = (int)val[10];
+  if (given[11]) n.eval_temperature = (float)val[11];
+  if (given[12]) n.eval_every = (long)val[12];
+  if (given[13]) n.save_every = (long)val[13];
+  if (given[14]) n.seed = (uint64_t)val[14];
+  if (given[15]) n.max_tokens = (int)val[15];
+  json_t *ds = json_object_get(obj, "dynamic_sampling");
+  if (ds && !json_is_boolean(ds))
+    return r1d_fail(err, R1D_EINVAL, "dynamic_sampling must be true or false");
+  if (ds) n.dynamic_sampling = json_is_true(ds);
+  json_t *sch = json_object_get(obj, "lr_scheduler_type");
+  if (sch) {
+    const char *s = json_string_value(sch);
+    if (!s || (strcmp(s, "constant") && strcmp(s, "cosine")))
+      return r1d_fail(err, R1D_EINVAL,
+                      "lr_scheduler_type must be \"constant\" or \"cosine\"");
+    n.sched.kind = strcmp(s, "cosine") ? R1D_LR_CONSTANT : R1D_LR_WARMUP_COSINE;
+  }
+  if (n.sched.kind == R1D_LR_CONSTANT && n.warmup_ratio > 0)
+    n.sched.kind = R1D_LR_WARMUP_CONSTANT;
+  n.reward.overlong_max_tokens = n.reward.overlong_max_tokens
+                                     ? n.reward.overlong_max_tokens
+                                     : (size_t)n.grpo.max_completion_len;
+  *c = n;
+  return R1D_OK;
+}
+
 static int check_config(const r1d_grpo_run_config *c, int n_train,
                         r1d_error *err) {
   int rc = r1d_grpo_config_check(&c->grpo, err);
   if (rc) return rc;
-  if (n_train < 1)
+  if (n_train < 1 && c->max_steps > 0)
     return r1d_fail(err, R1D_EINVAL, "no training tasks (split \"train\")");
   if (c->prompts_per_step < 1 || c->prompts_per_step > 4096)
     return r1d_fail(err, R1D_EINVAL,
@@ -121,8 +230,8 @@ static int check_config(const r1d_grpo_run_config *c, int n_train,
   if (c->grpo.group_size > R1D_ENGINE_MAX_N)
     return r1d_fail(err, R1D_EINVAL, "num_generations must be at most %d",
                     R1D_ENGINE_MAX_N);
-  if (c->max_steps < 1)
-    return r1d_fail(err, R1D_EINVAL, "max_steps must be >= 1");
+  if (c->max_steps < 0)
+    return r1d_fail(err, R1D_EINVAL, "max_steps must be >= 0");
   if (c->num_iterations < 1 || c->num_iterations > 64)
     return r1d_fail(err, R1D_EINVAL, "num_iterations must be 1..64");
   if (!(c->temperature > 0 && c->temperature <= 2))
@@ -240,12 +349,12 @@ static int setup(run *r, const r1d_model *m, const r1d_grpo_task *train,
   if (rc) return rc;
 
   r->sched = c->sched;
-  r->sched.total_steps = c->max_steps;
+  r->sched.total_steps = c->max_steps > 0 ? c->max_steps : 1;
   if (c->warmup_ratio > 0)
     r->sched.warmup_steps = (long)ceil(c->warmup_ratio * (double)c->max_steps);
   if ((rc = r1d_lr_schedule_check(&r->sched, err))) return rc;
   r->n_train = n_train;
-  r->order = malloc((size_t)n_train * sizeof *r->order);
+  r->order = malloc((size_t)(n_train > 0 ? n_train : 1) * sizeof *r->order);
   if (!r->order) return r1d_fail(err, R1D_ENOMEM, "out of memory");
   r1d_rng_seed(&r->rng, c->seed);
   return R1D_OK;
@@ -565,8 +674,9 @@ int r1d_grpo_run(const r1d_grpo_run_config *c, const r1d_model *m,
       goto out;
     if (stop) break;
   }
-  rc = evaluate(&r, eval, n_eval, step > c->max_steps ? c->max_steps : step, h,
-                err);
+  if (c->max_steps > 0) /* 0: the evaluation at step 0 was the job */
+    rc = evaluate(&r, eval, n_eval, step > c->max_steps ? c->max_steps : step,
+                  h, err);
 out:
   run_free(&r);
   return rc;

@@ -63,10 +63,10 @@ typedef struct r1d_grpo_run_config {
   double warmup_ratio;   /* > 0: warmup_steps = ratio * max_steps */
   double clip;           /* global gradient-norm clipping, 0 = off */
   int prompts_per_step;  /* P */
-  long max_steps;
-  int num_iterations;   /* updates per rollout batch (mu), >= 1 */
-  long ref_refresh;     /* steps between reference refreshes, 0 = never */
-  int dynamic_sampling; /* drop groups whose rewards are all equal */
+  long max_steps;        /* 0: evaluate only (no training, no checkpoint) */
+  int num_iterations;    /* updates per rollout batch (mu), >= 1 */
+  long ref_refresh;      /* steps between reference refreshes, 0 = never */
+  int dynamic_sampling;  /* drop groups whose rewards are all equal */
   float temperature, top_p;
   int max_tokens;   /* tokens per training pack; 0: automatic */
   long save_every;  /* 0: only at the end */
@@ -77,6 +77,19 @@ typedef struct r1d_grpo_run_config {
 } r1d_grpo_run_config;
 
 void r1d_grpo_run_config_default(r1d_grpo_run_config *c);
+
+/* Reads a job's config object (TRL's names where TRL has them) into c:
+ * the GRPO fields of r1d_grpo_config_from_json, "rewards" (an object, see
+ * r1d_reward_config_from_json), and "learning_rate", "lr_scheduler_type"
+ * ("constant" | "cosine"), "warmup_ratio", "weight_decay",
+ * "max_grad_norm", "max_steps" (0: evaluate only), "prompts_per_step",
+ * "num_iterations", "ref_refresh_steps", "dynamic_sampling", "temperature",
+ * "top_p", "eval_samples", "eval_temperature", "eval_steps", "save_steps",
+ * "seed", "max_tokens". Absent keys keep c's values; an unknown key or a
+ * bad value fails with R1D_EINVAL and err->msg starting with the field's
+ * name, so a route answers 400 naming it. */
+int r1d_grpo_run_config_from_json(const json_t *obj, r1d_grpo_run_config *c,
+                                  r1d_error *err);
 
 typedef struct r1d_grpo_metrics {
   long step, total_steps;

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "trainer.h"
 
 const char cmd_serve_help[] =
     "usage: r1d serve --model DIR [OPTIONS]\n"
@@ -102,6 +103,9 @@ static void shut_down(r1d_server *s) {
   s->http = NULL;
   /* the cancelled requests' last events still wake the loop: let them land
    * while the async handle is open */
+  /* a running job stops at its step boundary (its checkpoint written) */
+  r1d_trainer_destroy(s->trainer);
+  s->trainer = NULL;
   if (s->versions) r1d_versions_wait_idle(s->versions);
   /* records of the answers cut just now, and any still queued, commit
    * before the process goes */
@@ -131,6 +135,7 @@ static void on_tick(uv_timer_t *t) {
   /* retired weight versions nobody holds: their engines are idle, so the
    * join is quick */
   r1d_versions_reap(s->versions);
+  if (s->trainer) r1d_trainer_tick(s->trainer, now);
   if (s->draining) {
     if (http_server_active(s->http) == 0) {
       r1d_log_msg(&s->log, R1D_LOG_INFO, "stopped", "drained; exiting");
@@ -325,6 +330,7 @@ int cmd_serve(int argc, char **argv) {
                      .max_connections = 4096};
   /* storage before listening: no request may arrive without it */
   if (r1d_server_storage_open(s, &err) ||
+      r1d_trainer_create(s, &s->trainer, &err) ||
       http_server_start(&s->loop, s->cfg.host, (int)s->cfg.port, &lim,
                         s->cfg.cors_origins, r1d_server_handle,
                         on_exchange_done, s, &s->http, &err)) {

@@ -83,7 +83,8 @@ static void route_metrics(r1d_server *s, http_exchange *ex) {
   r1d_storage_metrics sm = {0};
   storage_metrics(s, &sm);
   if (r1d_metrics_render(&s->metrics, &st, s->model_id, &out) ||
-      r1d_metrics_render_storage(&sm, &out)) {
+      r1d_metrics_render_storage(&sm, &out) ||
+      r1d_trainer_render_metrics(s, &out)) {
     r1d_buf_free(&out);
     http_reply_error(ex, 500, "server_error", "out of memory", NULL, NULL);
     return;
@@ -176,17 +177,25 @@ static const route routes[] = {
     {"POST", "/admin/v1/weights/swap", ACCESS_ADMIN, r1d_routes_admin_swap},
     {"POST", "/admin/v1/weights/rollback", ACCESS_ADMIN,
      r1d_routes_admin_rollback},
+    {"POST", "/admin/v1/jobs", ACCESS_ADMIN, r1d_routes_admin_jobs},
+    {"GET", "/admin/v1/jobs", ACCESS_ADMIN, r1d_routes_admin_jobs},
+    {"GET", "/admin/v1/jobs/{id}", ACCESS_ADMIN, r1d_routes_admin_job},
+    {"POST", "/admin/v1/jobs/{id}/cancel", ACCESS_ADMIN,
+     r1d_routes_admin_job_cancel},
+    {"GET", "/admin/v1/trainer", ACCESS_ADMIN, r1d_routes_admin_trainer},
+    {"PUT", "/admin/v1/trainer", ACCESS_ADMIN, r1d_routes_admin_trainer},
 };
 
-/* 1 when path matches the route's path ("/{id}" standing for one
- * non-empty segment). */
+/* 1 when path matches the route's path ("{id}" standing for one
+ * non-empty segment, anywhere in it). */
 static int path_matches(const char *pattern, const char *path) {
   const char *brace = strstr(pattern, "{id}");
   if (!brace) return strcmp(pattern, path) == 0;
   size_t n = (size_t)(brace - pattern);
   if (strncmp(pattern, path, n)) return 0;
   const char *seg = path + n;
-  return *seg && !strchr(seg, '/');
+  size_t len = strcspn(seg, "/");
+  return len > 0 && strcmp(seg + len, brace + 4) == 0;
 }
 enum { N_ROUTES = sizeof routes / sizeof routes[0] };
 

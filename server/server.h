@@ -49,6 +49,7 @@ typedef struct r1d_server {
                                   version has the same (versions.h) */
   r1d_engine_config engine_cfg; /* the resolved limits, shared likewise */
   int swap_busy;                /* a swap or rollback is running */
+  struct r1d_trainer *trainer;  /* training jobs (trainer.h) */
   char model_id[256];
   char backend_desc[256];
   int64_t created; /* Unix time the model was loaded */
@@ -131,6 +132,12 @@ void r1d_routes_admin_checkpoints(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_weights(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_swap(r1d_server *s, http_exchange *ex);
 void r1d_routes_admin_rollback(r1d_server *s, http_exchange *ex);
+/* routes_jobs.c: the online trainer's jobs and schedule (trainer.h) */
+void r1d_routes_admin_jobs(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_job(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_job_cancel(r1d_server *s, http_exchange *ex);
+void r1d_routes_admin_trainer(r1d_server *s, http_exchange *ex);
+int r1d_trainer_render_metrics(r1d_server *s, r1d_buf *out);
 void r1d_routes_admin_checkpoint(r1d_server *s, http_exchange *ex);
 /* Storage health and counters for /health, /metrics, /admin/v1/server. */
 json_t *r1d_server_storage_json(r1d_server *s);

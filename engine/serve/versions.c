@@ -187,6 +187,10 @@ const r1d_model *r1d_version_model(const r1d_version *v) {
   return v->model;
 }
 
+const char *r1d_version_source(const r1d_version *v) {
+  return v->source;
+}
+
 /* The new weights must be servable in place of the live ones: the server's
  * tokenizer, template and limits were made for those shapes. */
 static int check_fit(const r1d_config *a, const r1d_config *b, const char *dir,

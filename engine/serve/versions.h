@@ -80,6 +80,8 @@ void r1d_versions_release(r1d_versions *vs, r1d_version *v);
 r1d_engine *r1d_version_engine(const r1d_version *v);
 uint64_t r1d_version_id(const r1d_version *v);
 const r1d_model *r1d_version_model(const r1d_version *v);
+/* The folder v was loaded from (its config and tokenizer files). */
+const char *r1d_version_source(const r1d_version *v);
 
 /* Loads the model folder dir onto the set's backend and starts its engine
  * as a staged version. The weights must fit the served model: same

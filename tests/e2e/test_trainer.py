@@ -1,0 +1,165 @@
+"""The online trainer inside `r1d serve`: a GRPO job trains a candidate from
+the live weights on the tasks of the data dir, evaluates it against the live
+weights on the held-out split, and swaps it in only when it wins and passes
+the sanity checks; its checkpoint and the decision go to the registry.
+Jobs can be listed, watched, cancelled; bad configs are 400s naming the
+field; the schedule starts jobs by itself. Serving goes on meanwhile.
+
+The task: a completion containing a digit (a regex checker), which the
+random tiny model meets about a third of the time and GRPO learns within
+16 steps (tests/cli/test_grpo_cli.py shows the same offline)."""
+import json
+import time
+
+from e2e_util import MODEL_ID, assert_error
+
+CONFIG = {"num_generations": 8, "prompts_per_step": 4, "max_completion_length": 16,
+          "learning_rate": 3e-3, "max_steps": 16, "seed": 3, "eval_samples": 4}
+
+
+def tasks_jsonl(n_train=16, n_eval=8):
+    return "".join(json.dumps({"id": f"r{i}", "prompt": f"Say a number {i}",
+                               "checker": {"type": "regex", "pattern": "[0-9]"},
+                               "split": "eval" if i >= n_train else "train"}) + "\n"
+                   for i in range(n_train + n_eval))
+
+
+def serve_with_tasks(start_server):
+    s = start_server(["--max-num-seqs", 32])
+    r = s.post("/admin/v1/tasks", tasks_jsonl(), key=None,
+               headers={"Content-Type": "application/x-ndjson"})
+    assert r.status == 200 and r.json()["added"] == 24, r
+    return s
+
+
+def wait_job(s, jid, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = s.get(f"/admin/v1/jobs/{jid}", key=None).json()
+        if j["status"] in ("succeeded", "failed", "cancelled"):
+            return j
+        time.sleep(0.2)
+    raise AssertionError(f"job {jid} still {j['status']}: {j}")
+
+
+def test_a_better_candidate_goes_live_while_serving(start_server):
+    s = serve_with_tasks(start_server)
+    client = s.client()
+    r = s.post("/admin/v1/jobs", {"type": "grpo", "config": CONFIG, "min_improvement": 0.1,
+                                  "min_format_ratio": 0}, key=None)
+    assert r.status == 200, r
+    job = r.json()
+    assert job["status"] in ("queued", "running") and job["progress"]["total_steps"] == 16
+    # serving goes on while it trains
+    served = 0
+    while s.get(f"/admin/v1/jobs/{job['id']}", key=None).json()["status"] in ("queued", "running"):
+        c = client.chat.completions.create(model=MODEL_ID, max_tokens=4,
+                                           messages=[{"role": "user", "content": "hi"}])
+        assert c.choices[0].finish_reason in ("stop", "length")
+        served += 1
+    assert served > 0
+    j = wait_job(s, job["id"])
+    assert j["status"] == "succeeded", j
+    before, after = j["eval"]["before"], j["eval"]["after"]
+    assert before["tasks"] == 8 and after["step"] == 16
+    assert after["pass1"] - before["pass1"] > 0.1
+    res = j["result"]
+    assert res["decision"] == "swapped", res
+    assert res["weight_version"] == 2 and res["registry_version"].startswith("ckpt-")
+    assert j["metrics"]["step"] == 16 and j["progress"]["step"] == 16
+    for k in ("reward", "loss", "kl", "t_rollout", "t_backward", "t_optim"):
+        assert isinstance(j["metrics"][k], (int, float)), k
+    # the candidate is live: new answers are logged with version 2
+    c = client.chat.completions.create(model=MODEL_ID, max_tokens=4,
+                                       messages=[{"role": "user", "content": "hi"}])
+    rec = s.get(f"/admin/v1/interactions/{c.id}", key=None)
+    for _ in range(50):
+        if rec.status == 200:
+            break
+        time.sleep(0.05)
+        rec = s.get(f"/admin/v1/interactions/{c.id}", key=None)
+    assert rec.json()["weight_version"] == 2
+    ck = s.get(f"/admin/v1/checkpoints/{res['registry_version']}", key=None).json()
+    assert ck["status"] == "live" and ck["kind"] == "grpo" and ck["job"] == job["id"]
+    assert ck["eval"]["decision"] == "swapped"
+    m = s.metrics()
+    assert m["r1d_trainer_swaps_total"] == 1 and m["r1d_trainer_step"] == 16
+    assert m["r1d_trainer_jobs_total{outcome=\"done\"}"] == 1
+    # rollback works on a trainer's swap like on any other
+    assert s.post("/admin/v1/weights/rollback", None, key=None).json()["new_weight_version"] == 1
+
+
+def test_the_gate_rejects_and_cancel_and_eval(start_server):
+    s = serve_with_tasks(start_server)
+    # default sanity checks: the digit reward wipes out the random format
+    # (or the gain is too small): the candidate stays a candidate
+    j = wait_job(s, s.post("/admin/v1/jobs", {"type": "grpo", "config": CONFIG,
+                                               "min_improvement": 0.99}, key=None).json()["id"])
+    assert j["status"] == "succeeded" and j["result"]["decision"] == "rejected", j
+    assert j["result"]["reason"]
+    assert s.get("/admin/v1/weights", key=None).json()["live"] == 1
+    ck = s.get(f"/admin/v1/checkpoints/{j['result']['registry_version']}", key=None).json()
+    assert ck["status"] == "rejected"
+    # an eval job evaluates the live weights only
+    e = wait_job(s, s.post("/admin/v1/jobs", {"type": "eval", "config": {"eval_samples": 2}},
+                           key=None).json()["id"])
+    assert e["status"] == "succeeded" and e["eval"]["before"]["k"] == 2 and e["result"] is None
+    # cancel: a long job stops at a step boundary, keeps its checkpoint, swaps nothing
+    long = dict(CONFIG, max_steps=100000)
+    jid = s.post("/admin/v1/jobs", {"type": "grpo", "config": long}, key=None).json()["id"]
+    while s.get(f"/admin/v1/jobs/{jid}", key=None).json()["progress"]["step"] < 1:
+        time.sleep(0.1)
+    r = s.post(f"/admin/v1/jobs/{jid}/cancel", None, key=None)
+    assert r.status == 200, r
+    c = wait_job(s, jid)
+    assert c["status"] == "cancelled" and c["result"] is None
+    assert_error(s.post(f"/admin/v1/jobs/{jid}/cancel", None, key=None), 409)
+    assert_error(s.post("/admin/v1/jobs/job-999/cancel", None, key=None), 404)
+    assert_error(s.get("/admin/v1/jobs/job-999", key=None), 404)
+    ids = [x["id"] for x in s.get("/admin/v1/jobs", key=None).json()["data"]]
+    assert ids == [jid, e["id"], j["id"]]
+
+
+def test_bad_job_configs_name_the_field(start_server):
+    s = start_server()
+    post = lambda body: s.post("/admin/v1/jobs", body, key=None)  # noqa: E731
+    assert_error(post({"type": "sft"}), 400, param="type")
+    assert_error(post({"type": "grpo", "config": {"beta": -1}}), 400, param="config.beta")
+    assert_error(post({"type": "grpo", "config": {"num_generations": 1}}), 400,
+                 param="config.num_generations")
+    assert_error(post({"type": "grpo", "config": {"learnin_rate": 1}}), 400,
+                 param="config.learnin_rate")
+    assert_error(post({"type": "grpo", "config": {"rewards": {"format": "x"}}}), 400,
+                 param="config.rewards.format")
+    assert_error(post({"type": "grpo", "config": {"loss_type": "sum"}}), 400,
+                 param="config.loss_type")
+    assert_error(post({"type": "grpo", "min_improvement": "x"}), 400, param="min_improvement")
+    assert_error(post({"type": "grpo", "swap": "always"}), 400, param="swap")
+    assert_error(post({"type": "grpo", "extra": 1}), 400, param="extra")
+    assert_error(s.request("PUT", "/admin/v1/trainer", {"interval_s": 0}, key=None), 400,
+                 param="interval_s")
+    assert_error(s.request("PUT", "/admin/v1/trainer", {"job": {"type": "grpo", "config":
+                                                                {"beta": -2}}}, key=None),
+                 400, param="job.config.beta")
+    assert s.get("/admin/v1/jobs", key=None).json()["data"] == []
+
+
+def test_the_schedule_starts_jobs(start_server):
+    s = serve_with_tasks(start_server)
+    body = {"enabled": True, "interval_s": 1, "min_new_tasks": 1,
+            "job": {"type": "grpo", "swap": "never", "config": dict(CONFIG, max_steps=2)}}
+    r = s.request("PUT", "/admin/v1/trainer", body, key=None)
+    assert r.status == 200 and r.json()["enabled"] is True, r
+    deadline = time.monotonic() + 60
+    jobs = []
+    while time.monotonic() < deadline and not jobs:
+        jobs = s.get("/admin/v1/jobs", key=None).json()["data"]
+        time.sleep(0.2)
+    assert jobs and jobs[0]["scheduled"] is True
+    j = wait_job(s, jobs[0]["id"])
+    assert j["status"] == "succeeded" and j["result"]["decision"] in ("passed", "rejected")
+    # no new tasks since: no second job
+    s.request("PUT", "/admin/v1/trainer", {"interval_s": 1}, key=None)
+    time.sleep(2.5)
+    assert len(s.get("/admin/v1/jobs", key=None).json()["data"]) == 1
+    assert s.get("/admin/v1/weights", key=None).json()["live"] == 1
