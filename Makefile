@@ -22,7 +22,7 @@ MESON_OPTS ?=
 export PATH := $(PATH):/usr/local/cuda/bin
 CUDA       ?= $(if $(shell command -v nvcc),enabled,disabled)
 
-.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-train bench-server bench-storage gpu-check fixtures format clean
+.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-train bench-grpo bench-server bench-storage gpu-check fixtures format clean
 
 all: build
 
@@ -97,6 +97,11 @@ bench: build $(REF_VENV)/.stamp
 # batch and threads, in one run.
 bench-train: build $(REF_VENV)/.stamp
 	$(REF_VENV)/bin/python bench/bench_train.py --r1d $(BUILD)/r1d
+
+# GRPO: seconds per step and their split, rollout tok/s against the engine's
+# own, hot-swap latency (bench/bench_grpo.py; no torch needed).
+bench-grpo: build
+	python3 bench/bench_grpo.py --r1d $(BUILD)/r1d
 
 # The HTTP server against the engine alone, same requests, same run.
 bench-server: build $(VENV)/.stamp $(MODEL)/config.json
