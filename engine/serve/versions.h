@@ -17,8 +17,10 @@
  * reference with r1d_versions_acquire and gives it back with
  * r1d_versions_release; the set holds one on the live and the previous
  * version. Thread-safe: every function may be called from any thread,
- * except that r1d_versions_reap and r1d_versions_destroy must not run on an
- * engine thread. */
+ * except that r1d_versions_reap, r1d_versions_destroy and the three that
+ * reap on their way out (swap, rollback, discard) must not run on an
+ * engine thread (an engine's callback): they may wait for an engine to go
+ * idle. */
 #ifndef R1D_ENGINE_SERVE_VERSIONS_H
 #define R1D_ENGINE_SERVE_VERSIONS_H
 
