@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential meson ninja-build pkg-config python3 python3-venv
 libmicrohttpd-dev libjansson-dev libuv1-dev liblmdb-dev libcmocka-dev
-libopenblas-openmp-dev libpcre2-dev libutf8proc-dev"
+libopenblas-openmp-dev libpcre2-dev libutf8proc-dev libcurl4-openssl-dev"
 missing=""
 for p in $pkgs; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -23,6 +23,7 @@ int cmd_sft(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_grpo(int argc, char **argv);
 int cmd_checkpoints(int argc, char **argv);
+int cmd_admin(int argc, char **argv);
 
 extern const char cmd_generate_help[];
 extern const char cmd_tokenize_help[];
@@ -36,6 +37,7 @@ extern const char cmd_sft_help[];
 extern const char cmd_pretrain_help[];
 extern const char cmd_grpo_help[];
 extern const char cmd_checkpoints_help[];
+extern const char cmd_admin_help[];
 
 /* Prints "r1d: <msg>" and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -44,6 +44,8 @@ static const command commands[] = {
      "GRPO on rule-verifiable tasks (reasoning RL)", NULL},
     {"checkpoints", cmd_checkpoints, cmd_checkpoints_help,
      "the checkpoints registry: list, show, verify", NULL},
+    {"admin", cmd_admin, cmd_admin_help,
+     "a running server's admin API: tasks, jobs, weights, trainer", NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
