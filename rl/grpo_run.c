@@ -324,10 +324,12 @@ static int setup(run *r, const r1d_model *m, const r1d_grpo_task *train,
                     max_tokens, longest);
   int rc = r1d_train_model_create(m, &r->tm, err);
   if (rc == 0) rc = r1d_train_plan_create(r->tm, max_tokens, 0, &r->plan, err);
+  if (rc == 0) r->plan->row_invariant = 1; /* logprobs of any packing */
   if (rc == 0 && c->grpo.beta > 0) {
     rc = r1d_train_model_create(m, &r->ref, err);
     if (rc == 0)
       rc = r1d_train_plan_create(r->ref, max_tokens, 0, &r->ref_plan, err);
+    if (rc == 0) r->ref_plan->row_invariant = 1;
   }
   size_t n_list = 0;
   if (rc == 0) rc = r1d_train_optim_tensors(r->tm, &r->opt_list, &n_list, err);

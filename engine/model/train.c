@@ -337,6 +337,19 @@ void r1d_train_plan_free(r1d_train_plan *plan) {
 
 /* One decoder layer: reads a->x_in, writes every other buffer of a and the
  * layer's output x_out [n, H]. */
+/* y [m, n] = x [m, k] @ W [n, k]^T (+ beta y): OpenBLAS sgemm (the
+ * fastest), or with p->row_invariant the serving engine's own linear
+ * kernel, whose every row is the same bits in any batch - what GRPO wants,
+ * so that logprobs do not depend on how the samples fall into packs. */
+static void forward_linear(const r1d_train_plan *p, int m, int n, int k,
+                           const float *x, const float *w, float beta,
+                           float *y) {
+  if (p->row_invariant)
+    r1d_cpu_linear(NULL, m, n, k, x, w, beta, y);
+  else
+    r1d_cpu_matmul_nt(NULL, m, n, k, x, w, beta, y);
+}
+
 static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
                           r1d_train_layer_acts *a, const r1d_train_plan *p,
                           int n, float *x_out) {
@@ -349,9 +362,9 @@ static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
   /* attention block */
   r1d_cpu_rmsnorm(NULL, n, hid, a->x_in, w->attn_norm, c->rms_norm_eps,
                   a->h_attn);
-  r1d_cpu_linear(NULL, n, qdim, hid, a->h_attn, w->q_w, 0.0f, a->q);
-  r1d_cpu_linear(NULL, n, kvdim, hid, a->h_attn, w->k_w, 0.0f, a->k);
-  r1d_cpu_linear(NULL, n, kvdim, hid, a->h_attn, w->v_w, 0.0f, a->v);
+  forward_linear(p, n, qdim, hid, a->h_attn, w->q_w, 0.0f, a->q);
+  forward_linear(p, n, kvdim, hid, a->h_attn, w->k_w, 0.0f, a->k);
+  forward_linear(p, n, kvdim, hid, a->h_attn, w->v_w, 0.0f, a->v);
   if (c->qkv_bias) {
     r1d_cpu_add_bias(NULL, n, qdim, w->q_b, a->q);
     r1d_cpu_add_bias(NULL, n, kvdim, w->k_b, a->k);
@@ -368,16 +381,16 @@ static void layer_forward(const r1d_train_model *tm, const r1d_layer_weights *w,
                       a->v + (size_t)s0 * kvdim, a->att + (size_t)s0 * qdim);
   }
   memcpy(a->x_mid, a->x_in, hid_bytes); /* x_mid = x_in + att Wo^T */
-  r1d_cpu_linear(NULL, n, hid, qdim, a->att, w->o_w, 1.0f, a->x_mid);
+  forward_linear(p, n, hid, qdim, a->att, w->o_w, 1.0f, a->x_mid);
 
   /* MLP block */
   r1d_cpu_rmsnorm(NULL, n, hid, a->x_mid, w->ffn_norm, c->rms_norm_eps,
                   a->h_ffn);
-  r1d_cpu_linear(NULL, n, inter, hid, a->h_ffn, w->gate_w, 0.0f, a->gate);
-  r1d_cpu_linear(NULL, n, inter, hid, a->h_ffn, w->up_w, 0.0f, a->up);
+  forward_linear(p, n, inter, hid, a->h_ffn, w->gate_w, 0.0f, a->gate);
+  forward_linear(p, n, inter, hid, a->h_ffn, w->up_w, 0.0f, a->up);
   r1d_cpu_swiglu(NULL, (size_t)n * inter, a->gate, a->up, a->act);
   memcpy(x_out, a->x_mid, hid_bytes); /* x_out = x_mid + act Wd^T */
-  r1d_cpu_linear(NULL, n, hid, inter, a->act, w->down_w, 1.0f, x_out);
+  forward_linear(p, n, hid, inter, a->act, w->down_w, 1.0f, x_out);
 }
 
 void r1d_train_layer_recompute(const r1d_train_model *tm, r1d_train_plan *p,
@@ -482,7 +495,7 @@ int r1d_train_forward_docs(r1d_train_model *tm, r1d_train_plan *plan,
   /* h_final [n, H] = rmsnorm(x_final); logits [n, V] = h_final Wlm^T */
   r1d_cpu_rmsnorm(NULL, n, hid, plan->x_final, tm->param.final_norm,
                   c->rms_norm_eps, plan->h_final);
-  r1d_cpu_linear(NULL, n, vocab, hid, plan->h_final, tm->param.lm_head, 0.0f,
+  forward_linear(plan, n, vocab, hid, plan->h_final, tm->param.lm_head, 0.0f,
                  plan->logits);
   r1d_cpu_cross_entropy(NULL, n, vocab, plan->logits, plan->targets, 1.0f, loss,
                         plan->target_logprob, NULL);

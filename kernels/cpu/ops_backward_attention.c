@@ -8,14 +8,15 @@
  *   dq  += scale sum_t dS_t k_t
  *   dk_t += scale dS_t q,   dv_t += P_t g
  *
- * Nothing from the forward but q, k, v is needed. Each row takes two passes
- * over its keys: the first computes s_t and dP_t (two dots) and keeps them
- * in a stack cache of ROW_CACHE keys, with the normaliser l and the sum
- * D = sum_t e^(s_t - m) dP_t / l accumulated online (rescaled when the
- * running maximum m grows); the second turns them into P_t and dS_t and
- * makes the three updates. Keys past the cache recompute their two dots in
- * the second pass, so no length needs memory and the kernel cannot fail.
- * l and D are summed in double.
+ * Nothing from the forward but q, k, v is needed. A row of up to ROW_CACHE
+ * keys takes two passes over them: the first computes s_t and dP_t (two
+ * dots) into a stack cache and the maximum m; then e_t = exp(s_t - m) once
+ * per key (float exp, the normaliser l and D = sum_t e_t dP_t / l summed in
+ * double); the second pass makes the three updates from the cache. A longer
+ * row accumulates l and D online instead (rescaled when the running maximum
+ * grows, double exp) and recomputes the two dots of the keys past the cache
+ * in the second pass, so no length needs memory and the kernel cannot
+ * fail.
  *
  * Parallelism: dk and dv rows are shared by every query head of a kv group
  * and every query position, so one task owns one kv head and walks its query
@@ -47,10 +48,28 @@ void r1d_cpu_attention_backward(void *ctx, int n, int start, int n_heads,
         const float *qi = q + (size_t)i * q_stride + (size_t)h * head_dim;
         const float *gi = dout + (size_t)i * q_stride + (size_t)h * head_dim;
         int len = start + i + 1; /* causal: keys 0 .. start+i */
-        /* pass 1: scaled scores and dP, with l and D online */
         float m = -INFINITY;
         double l = 0.0, dsum = 0.0;
-        for (int t = 0; t < len; t++) {
+        if (len <= ROW_CACHE) {
+          /* pass 1: scaled scores and dP, their maximum, then one exp
+           * per key, kept in s_cache as e_t */
+          for (int t = 0; t < len; t++) {
+            float st =
+                scale * r1d_cpu_dot8(qi, k + t * kv_stride + kv_off, head_dim);
+            s_cache[t] = st;
+            dp_cache[t] =
+                r1d_cpu_dot8(gi, v + t * kv_stride + kv_off, head_dim);
+            m = st > m ? st : m;
+          }
+          for (int t = 0; t < len; t++) {
+            float e = expf(s_cache[t] - m);
+            s_cache[t] = e;
+            l += e;
+            dsum += (double)e * dp_cache[t];
+          }
+        }
+        /* a longer row: scores and dP with l and D online */
+        for (int t = 0; len > ROW_CACHE && t < len; t++) {
           const float *kt = k + t * kv_stride + kv_off;
           const float *vt = v + t * kv_stride + kv_off;
           float st = scale * r1d_cpu_dot8(qi, kt, head_dim);
@@ -76,15 +95,15 @@ void r1d_cpu_attention_backward(void *ctx, int n, int start, int n_heads,
         for (int t = 0; t < len; t++) {
           const float *kt = k + t * kv_stride + kv_off;
           const float *vt = v + t * kv_stride + kv_off;
-          float st, dp;
+          float e, dp;
           if (t < ROW_CACHE) {
-            st = s_cache[t];
+            e = len <= ROW_CACHE ? s_cache[t] : expf(s_cache[t] - m);
             dp = dp_cache[t];
           } else {
-            st = scale * r1d_cpu_dot8(qi, kt, head_dim);
+            e = expf(scale * r1d_cpu_dot8(qi, kt, head_dim) - m);
             dp = r1d_cpu_dot8(gi, vt, head_dim);
           }
-          float p = expf(st - m) * inv_l;
+          float p = e * inv_l;
           float ds = scale * p * (dp - d); /* scale folded in */
           if (dqi)
             for (int x = 0; x < head_dim; x++)
