@@ -6,6 +6,7 @@
  * template. Job state is shared with the loop under t->mu. */
 #include "trainer.h"
 
+#include <dirent.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -68,6 +69,7 @@ struct r1d_trainer {
   long min_new_tasks;
   json_t *sched_body; /* the job body scheduled runs submit */
   double last_sched;  /* monotonic */
+  double last_check;  /* the last count of the tasks (monotonic) */
   long tasks_at_last; /* tasks stored when the last scheduled job started */
 };
 
@@ -414,11 +416,31 @@ static void *worker(void *arg) {
 
 /* ---- the API ---------------------------------------------------------- */
 
+/* The next job number: past every DATA_DIR/jobs/job-N of earlier runs, so
+ * a restarted server never writes into an old job's checkpoints. */
+static long first_job_id(const r1d_server *s) {
+  long next = 1;
+  char path[4096];
+  if (!s->cfg.data_dir) return next;
+  snprintf(path, sizeof path, "%s/jobs", s->cfg.data_dir);
+  DIR *d = opendir(path);
+  if (!d) return next;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char *end;
+    if (strncmp(e->d_name, "job-", 4)) continue;
+    long n = strtol(e->d_name + 4, &end, 10);
+    if (*end == 0 && n >= next) next = n + 1;
+  }
+  closedir(d);
+  return next;
+}
+
 int r1d_trainer_create(r1d_server *s, r1d_trainer **out, r1d_error *err) {
   r1d_trainer *t = calloc(1, sizeof *t);
   if (!t) return r1d_fail(err, R1D_ENOMEM, "trainer: out of memory");
   t->s = s;
-  t->next_id = 1;
+  t->next_id = first_job_id(s);
   t->interval_s = 3600;
   t->min_new_tasks = 1;
   t->sched_body = json_pack("{s:s, s:{}}", "type", "grpo", "config");
@@ -661,6 +683,10 @@ void r1d_trainer_tick(r1d_trainer *t, double now) {
   int due = t->enabled && !t->m.running && now - t->last_sched >= t->interval_s;
   for (job *j = t->jobs; due && j; j = j->next)
     due = j->state != JOB_QUEUED;
+  /* counting the tasks reads the table: at most every 5 s while waiting
+   * for min_new_tasks */
+  due = due && now - t->last_check >= 5.0;
+  if (due) t->last_check = now;
   json_t *body = due ? json_incref(t->sched_body) : NULL;
   long since = t->tasks_at_last;
   pthread_mutex_unlock(&t->mu);

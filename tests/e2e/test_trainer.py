@@ -163,3 +163,16 @@ def test_the_schedule_starts_jobs(start_server):
     time.sleep(2.5)
     assert len(s.get("/admin/v1/jobs", key=None).json()["data"]) == 1
     assert s.get("/admin/v1/weights", key=None).json()["live"] == 1
+
+
+def test_job_ids_continue_after_a_restart(start_server, tmp_path):
+    """A restarted server numbers its jobs past the job folders of earlier
+    runs in the data dir, so it never writes into their checkpoints."""
+    data = tmp_path / "data"
+    (data / "jobs" / "job-7").mkdir(parents=True)
+    s = start_server(["--data-dir", data])
+    r = s.post("/admin/v1/jobs", {"type": "eval"}, key=None)
+    assert r.status == 200, r
+    assert r.json()["id"] == "job-8"
+    j = wait_job(s, "job-8")
+    assert j["status"] == "succeeded" and j["eval"]["before"] is None  # no held-out tasks
