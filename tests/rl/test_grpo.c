@@ -324,6 +324,64 @@ static void check_model(const char *name) {
   free(dir);
 }
 
+/* One small gradient-descent step on the GRPO loss raises the logprob of
+ * the completions with a positive advantage and lowers the others'. */
+static void test_step_direction(void **state) {
+  (void)state;
+  char *dir = fixture_dir("tiny-qwen2");
+  r1d_backend be;
+  r1d_cpu_backend_init(&be, 0);
+  r1d_model *m = NULL;
+  r1d_train_model *tm = NULL;
+  r1d_train_plan *plan = NULL;
+  r1d_error err = {0};
+  if (r1d_model_load(dir, &be, &m, &err) ||
+      r1d_train_model_create(m, &tm, &err) ||
+      r1d_train_plan_create(tm, 64, 0, &plan, &err))
+    fail_msg("%s", err.msg);
+  plan->row_invariant = 1;
+  int32_t prompt[5] = {11, 40, 41, 42, 43};
+  int32_t comp[4][6] = {{50, 51, 52, 53, 54, 12},
+                        {60, 61, 62, 12, 0, 0},
+                        {70, 71, 72, 73, 12, 0},
+                        {80, 12, 0, 0, 0, 0}};
+  int lens[4] = {6, 4, 5, 2};
+  double rewards[4] = {1, 0, 0, 1}, adv[4];
+  r1d_grpo_config c;
+  r1d_grpo_config_default(&c);
+  c.group_size = 4;
+  r1d_grpo_advantages(&c, rewards, 1, adv, NULL);
+  r1d_grpo_sample s[4];
+  float lp_before[4][6], lp_after[4][6];
+  float *lb[4], *la[4];
+  for (int i = 0; i < 4; i++) {
+    s[i] = (r1d_grpo_sample){prompt, 5, comp[i], lens[i], adv[i], NULL, NULL};
+    lb[i] = lp_before[i];
+    la[i] = lp_after[i];
+  }
+  r1d_grpo_stats st = {0};
+  r1d_train_zero_grad(tm);
+  if (r1d_grpo_logprobs(tm, plan, s, 4, lb, &err) ||
+      r1d_grpo_accumulate(&c, tm, plan, s, 4, &st, &err))
+    fail_msg("%s", err.msg);
+  for (size_t i = 0; i < tm->n_floats; i++)
+    tm->params[i] -= 1e-3f * tm->grads[i];
+  if (r1d_grpo_logprobs(tm, plan, s, 4, la, &err)) fail_msg("%s", err.msg);
+  for (int i = 0; i < 4; i++) {
+    double before = 0, after = 0;
+    for (int t = 0; t < lens[i]; t++)
+      before += lp_before[i][t], after += lp_after[i][t];
+    if (adv[i] > 0 ? !(after > before) : !(after < before))
+      fail_msg("sample %d (advantage %+.3f): sequence logprob %.6f -> %.6f", i,
+               adv[i], before, after);
+  }
+  r1d_train_plan_free(plan);
+  r1d_train_model_free(tm);
+  r1d_model_free(m);
+  r1d_cpu_backend_destroy(&be);
+  free(dir);
+}
+
 static void test_torch_qwen2(void **state) {
   (void)state;
   check_model("tiny-qwen2");
@@ -374,6 +432,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_advantages),
       cmocka_unit_test(test_sequence_branches),
+      cmocka_unit_test(test_step_direction),
       cmocka_unit_test(test_torch_qwen2),
       cmocka_unit_test(test_torch_llama),
       cmocka_unit_test(test_config_json),
