@@ -19,6 +19,7 @@
 #include "../common/file.h"
 #include "../rl/grpo_run.h"
 #include "../storage/checkpoints.h"
+#include "../storage/interactions.h"
 #include "../storage/tasks.h"
 #include "server.h"
 
@@ -46,7 +47,8 @@ typedef struct job {
   json_t *config;                    /* as given */
   double created, started, finished; /* unix seconds; 0: not yet */
   long step, total_steps;
-  json_t *metrics; /* the last training step */
+  int n_train, n_from_chats, n_eval; /* the tasks it read */
+  json_t *metrics;                   /* the last training step */
   json_t *eval_before, *eval_after;
   double loss;    /* the last step's */
   json_t *result; /* decision, checkpoint, weight version */
@@ -104,6 +106,10 @@ static json_t *job_json(const job *j) {
                                 "after",
                                 j->eval_after ? j->eval_after : json_null()));
   json_object_set(o, "result", j->result ? j->result : json_null());
+  json_object_set_new(o, "tasks",
+                      json_pack("{s:i, s:i, s:i}", "train", j->n_train,
+                                "from_chats", j->n_from_chats, "eval",
+                                j->n_eval));
   json_object_set_new(o, "error",
                       j->error[0] ? json_string(j->error) : json_null());
   return o;
@@ -200,13 +206,50 @@ static int collect_task(void *arg, uint64_t key, const char *text, size_t len) {
 
 typedef struct load_args {
   task_list *train, *eval;
+  int from_interactions; /* training tasks found in logged chats */
 } load_args;
+
+/* A logged chat whose request carried a "checker" (an r1d extension field
+ * of /v1/chat/completions, logged with the request as sent) is a training
+ * task too: its messages and that checker, validated by the tasks parser
+ * exactly as an imported task would be. */
+static int collect_interaction(void *arg, uint64_t key, const char *text,
+                               size_t len) {
+  load_args *a = arg;
+  json_t *rec = json_loadb(text, len, 0, NULL);
+  json_t *req = json_object_get(rec, "request");
+  json_t *checker = json_object_get(req, "checker");
+  json_t *msgs = json_object_get(req, "messages");
+  int rc = 0;
+  if (json_is_object(checker) && json_is_array(msgs)) {
+    char id[32];
+    snprintf(id, sizeof id, "ix-%016llx", (unsigned long long)key);
+    json_t *task = json_pack("{s:s, s:O, s:O, s:s, s:s}", "id", id, "messages",
+                             msgs, "checker", checker, "split", "train",
+                             "source", "interaction");
+    char *line = task ? json_dumps(task, JSON_COMPACT) : NULL;
+    r1d_task_batch b = {0};
+    r1d_error perr = {0};
+    if (line && r1d_tasks_parse(line, strlen(line), &b, &perr) == 0 &&
+        b.n == 1 && b.n_errors == 0) {
+      int before = a->train->n;
+      rc = collect_task(a->train, 0, b.tasks[0].json, strlen(b.tasks[0].json));
+      a->from_interactions += a->train->n - before;
+    }
+    r1d_task_batch_free(&b);
+    free(line);
+    json_decref(task);
+  }
+  json_decref(rec);
+  return rc;
+}
 
 static int load_fn(r1d_txn *t, void *arg, r1d_error *err) {
   load_args *a = arg;
   int rc = r1d_tasks_list(t, "train", NULL, 0, collect_task, a->train, err);
   if (rc == 0)
     rc = r1d_tasks_list(t, "eval", NULL, 0, collect_task, a->eval, err);
+  if (rc == 0) rc = r1d_interactions_scan(t, 0, collect_interaction, a, err);
   return rc;
 }
 
@@ -334,7 +377,7 @@ static json_t *decide(r1d_trainer *t, job *j, const char *dir) {
 static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
   r1d_server *s = t->s;
   task_list train = {.s = s}, eval = {.s = s};
-  load_args la = {&train, &eval};
+  load_args la = {&train, &eval, 0};
   int rc = r1d_db_read(s->db, load_fn, &la, err);
   char out[4096] = "";
   if (rc == 0) {
@@ -349,13 +392,18 @@ static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
     c.src_dir = r1d_version_source(v);
     c.out_dir = out;
     hook_ctx h = {t, j};
+    pthread_mutex_lock(&t->mu);
+    j->n_train = train.n;
+    j->n_from_chats = la.from_interactions;
+    j->n_eval = eval.n;
+    pthread_mutex_unlock(&t->mu);
     r1d_grpo_hooks hooks = {
         .on_metrics = on_metrics, .stop = &j->cancel, .user = &h};
     r1d_log_msg(&s->log, R1D_LOG_INFO, "trainer",
-                "job %s (%s) starts from weight version %llu: %d train and "
-                "%d held-out tasks",
+                "job %s (%s) starts from weight version %llu: %d train (%d "
+                "of them logged chats with a checker) and %d held-out tasks",
                 j->id, j->type, (unsigned long long)r1d_version_id(v), train.n,
-                eval.n);
+                la.from_interactions, eval.n);
     rc = r1d_grpo_run(&c, r1d_version_model(v), s->tok, train.v, train.n,
                       eval.v, eval.n, &hooks, err);
   }

@@ -176,3 +176,29 @@ def test_job_ids_continue_after_a_restart(start_server, tmp_path):
     assert r.json()["id"] == "job-8"
     j = wait_job(s, "job-8")
     assert j["status"] == "succeeded" and j["eval"]["before"] is None  # no held-out tasks
+
+
+def test_logged_chats_with_a_checker_are_training_tasks(start_server):
+    """A chat request may carry a "checker" (an r1d extension field): it is
+    logged with the request, and the next job trains on those chats too; a
+    chat whose checker the tasks parser refuses is left out."""
+    s = start_server()
+    client = s.client()
+    for i in range(3):
+        client.chat.completions.create(
+            model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": f"digit {i}?"}],
+            extra_body={"checker": {"type": "regex", "pattern": "[0-9]"}})
+    client.chat.completions.create(
+        model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": "bad"}],
+        extra_body={"checker": {"type": "regex", "pattern": "("}})
+    client.chat.completions.create(model=MODEL_ID, max_tokens=4,
+                                   messages=[{"role": "user", "content": "no checker"}])
+    time.sleep(0.5)  # the records commit
+    r = s.post("/admin/v1/jobs", {"type": "grpo", "swap": "never",
+                                  "config": dict(CONFIG, max_steps=1, prompts_per_step=2)},
+               key=None)
+    assert r.status == 200, r
+    j = wait_job(s, r.json()["id"])
+    assert j["status"] == "succeeded", j
+    assert j["tasks"] == {"train": 3, "from_chats": 3, "eval": 0}, j["tasks"]
+    assert j["result"]["decision"] == "rejected"  # no held-out tasks to compare on
