@@ -269,6 +269,7 @@ typedef struct run {
   r1d_rng rng;
   char last_good[4096];
   double t0;
+  double *eval_base; /* each eval task's pass@1 at step 0 */
 } run;
 
 static void run_free(run *r) {
@@ -280,6 +281,7 @@ static void run_free(run *r) {
   r1d_train_model_free(r->tm);
   r1d_train_model_free(r->ref);
   free(r->order);
+  free(r->eval_base);
 }
 
 /* The next P train tasks: a seeded permutation per epoch. */
@@ -428,7 +430,8 @@ static int evaluate(run *r, const r1d_grpo_task *eval, int n_eval, long step,
                            .is_eval = 1,
                            .eval_tasks = n_eval,
                            .eval_k = k};
-    double sum = 0, sq = 0;
+    double sum = 0, sq = 0, dsum = 0, dsq = 0;
+    if (!r->eval_base) r->eval_base = calloc((size_t)n_eval, sizeof(double));
     for (int i = 0; i < n_eval; i++) {
       double acc = 0;
       for (int j = 0; j < k; j++) {
@@ -439,7 +442,19 @@ static int evaluate(run *r, const r1d_grpo_task *eval, int n_eval, long step,
       acc /= k;
       sum += acc;
       sq += acc * acc;
+      if (step == 0 && r->eval_base) r->eval_base[i] = acc;
+      double d = r->eval_base ? acc - r->eval_base[i] : 0;
+      dsum += d;
+      dsq += d * d;
     }
+    /* the gain over step 0, paired task by task: its 95% interval is far
+     * narrower than the two evals' own, whose task-to-task spread it
+     * cancels */
+    double dvar = n_eval > 1 ? (dsq - dsum * dsum / n_eval) / (n_eval - 1) : 0;
+    mt.eval_gain = r->eval_base && step > 0 ? dsum / n_eval : 0;
+    mt.eval_gain_ci = r->eval_base && step > 0
+                          ? 1.96 * sqrt(dvar > 0 ? dvar / n_eval : 0)
+                          : 0;
     mt.eval_pass1 = sum / n_eval;
     mt.eval_format /= total;
     mt.eval_len /= total;

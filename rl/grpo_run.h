@@ -109,6 +109,8 @@ typedef struct r1d_grpo_metrics {
   /* evaluation (is_eval 1) */
   double eval_pass1, eval_format, eval_len;
   double eval_pass1_ci; /* 95% half-width (normal approximation) */
+  double eval_gain;     /* pass@1 minus step 0's, task by task (0 at 0) */
+  double eval_gain_ci;  /* its paired 95% half-width */
   int eval_tasks, eval_k;
 } r1d_grpo_metrics;
 

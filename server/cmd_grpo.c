@@ -279,10 +279,12 @@ static void print_json(FILE *f, const r1d_grpo_metrics *m) {
   if (m->is_eval)
     fprintf(f,
             "{\"step\": %ld, \"eval_pass1\": %.6g, \"eval_pass1_ci95\": "
-            "%.6g, \"eval_format_rate\": %.6g, \"eval_completion_len\": "
-            "%.4g, \"eval_tasks\": %d, \"eval_k\": %d, \"elapsed_s\": %.3f}\n",
-            m->step, m->eval_pass1, m->eval_pass1_ci, m->eval_format,
-            m->eval_len, m->eval_tasks, m->eval_k, m->elapsed_s);
+            "%.6g, \"eval_gain\": %.6g, \"eval_gain_ci95\": %.6g, "
+            "\"eval_format_rate\": %.6g, \"eval_completion_len\": %.4g, "
+            "\"eval_tasks\": %d, \"eval_k\": %d, \"elapsed_s\": %.3f}\n",
+            m->step, m->eval_pass1, m->eval_pass1_ci, m->eval_gain,
+            m->eval_gain_ci, m->eval_format, m->eval_len, m->eval_tasks,
+            m->eval_k, m->elapsed_s);
   else
     fprintf(f,
             "{\"step\": %ld, \"total_steps\": %ld, \"reward\": %.6g, "
@@ -312,10 +314,10 @@ static void on_metrics(void *user, const r1d_grpo_metrics *m) {
   }
   if (m->is_eval) {
     fprintf(stderr,
-            "\r\033[K  eval at step %ld: pass@1 %.3f +- %.3f (%d tasks x %d), "
-            "format %.2f, length %.1f\n",
+            "\r\033[K  eval at step %ld: pass@1 %.3f +- %.3f (%d tasks x %d; "
+            "%+.3f +- %.3f since step 0), format %.2f, length %.1f\n",
             m->step, m->eval_pass1, m->eval_pass1_ci, m->eval_tasks, m->eval_k,
-            m->eval_format, m->eval_len);
+            m->eval_gain, m->eval_gain_ci, m->eval_format, m->eval_len);
     return;
   }
   char bar[20 + 1], eta[32];

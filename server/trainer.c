@@ -135,9 +135,10 @@ static void on_metrics(void *user, const r1d_grpo_metrics *m) {
   hook_ctx *h = user;
   json_t *o;
   if (m->is_eval)
-    o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:i, s:i}", "step",
+    o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i}", "step",
                   (json_int_t)m->step, "pass1", m->eval_pass1, "pass1_ci95",
-                  m->eval_pass1_ci, "format_rate", m->eval_format,
+                  m->eval_pass1_ci, "gain", m->eval_gain, "gain_ci95",
+                  m->eval_gain_ci, "format_rate", m->eval_format,
                   "completion_len", m->eval_len, "tasks", m->eval_tasks, "k",
                   m->eval_k);
   else

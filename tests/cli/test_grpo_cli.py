@@ -40,6 +40,11 @@ def test_grpo_raises_the_reward_and_writes_a_loadable_checkpoint(tiny_model, tmp
     # held-out pass@1 rises by more than both 95% intervals
     assert first["eval_pass1"] < 0.6
     assert last["eval_pass1"] - first["eval_pass1"] > first["eval_pass1_ci95"] + last["eval_pass1_ci95"]
+    # the gain paired task by task: the same difference, a narrower interval
+    assert first["eval_gain"] == 0 and first["eval_gain_ci95"] == 0
+    assert abs(last["eval_gain"] - (last["eval_pass1"] - first["eval_pass1"])) < 1e-5
+    assert 0 < last["eval_gain_ci95"] <= first["eval_pass1_ci95"] + last["eval_pass1_ci95"] + 1e-6
+    assert last["eval_gain"] > last["eval_gain_ci95"]
     early = sum(r["reward"] for r in train[:3]) / 3
     late = sum(r["reward"] for r in train[-3:]) / 3
     assert late > early + 0.2
