@@ -11,15 +11,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/buf.h"
 #include "../common/file.h"
 #include "../engine/model/model.h"
 #include "../kernels/cpu/cpu_backend.h"
 #include "../rl/grpo_run.h"
+#include "../rl/task_gen.h"
 #include "../storage/tasks.h"
 #include "cli.h"
 
 const char cmd_grpo_help[] =
-    "usage: r1d grpo --model DIR --tasks FILE.jsonl --out DIR [options]\n"
+    "usage: r1d grpo --model DIR (--tasks FILE.jsonl | --task-gen NAME) --out "
+    "DIR [options]\n"
     "\n"
     "Group-relative policy optimisation on rule-verifiable tasks (CPU). Each\n"
     "step samples --num-generations completions of --prompts-per-step\n"
@@ -30,6 +33,12 @@ const char cmd_grpo_help[] =
     "  --model DIR              Hugging Face folder (Qwen2 or Llama)\n"
     "  --tasks FILE             tasks JSONL; --eval-tasks FILE adds held-out\n"
     "                           ones\n"
+    "  --task-gen NAME[:LEVEL]  generated tasks instead: addition[:digits],\n"
+    "                           multistep[:operations], countdown[:numbers];\n"
+    "                           --task-count N (1000) train and --eval-count "
+    "M\n"
+    "                           (200) held-out, never the same problem, from\n"
+    "                           --seed\n"
     "  --out DIR                DIR/checkpoint-STEP, DIR/last, "
     "DIR/metrics.jsonl\n"
     "  --template NAME          chat template override (r1-zero for the\n"
@@ -67,6 +76,8 @@ const char cmd_grpo_help[] =
 
 typedef struct grpo_opts {
   const char *model, *tasks, *eval_tasks, *out, *template_name, *progress;
+  const char *task_gen;
+  long long task_count, eval_count;
   const char *loss_type, *scale_rewards, *schedule, *language, *answer_style;
   long long G, P, max_steps, max_len, n_iter, ref_refresh, eval_every;
   long long eval_samples, save_every, seed, threads, max_tokens, overlong_buf;
@@ -97,6 +108,8 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
       {"threads", 1, 1024, &o->threads, NULL},
       {"max-tokens", 2, 1 << 22, &o->max_tokens, NULL},
       {"overlong-buffer", 0, 1 << 20, &o->overlong_buf, NULL},
+      {"task-count", 1, 1000000, &o->task_count, NULL},
+      {"eval-count", 0, 1000000, &o->eval_count, NULL},
       {"temperature", 1e-3, 2, NULL, &o->temperature},
       {"top-p", 1e-6, 1, NULL, &o->top_p},
       {"beta", 0, 100, NULL, &o->beta},
@@ -117,6 +130,7 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
   const struct option named[] = {
       {"model", required_argument, 0, 'm'},
       {"tasks", required_argument, 0, 't'},
+      {"task-gen", required_argument, 0, 'g'},
       {"eval-tasks", required_argument, 0, 'e'},
       {"out", required_argument, 0, 'o'},
       {"template", required_argument, 0, 'T'},
@@ -154,6 +168,7 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
     switch (c) {
     case 'm': o->model = optarg; break;
     case 't': o->tasks = optarg; break;
+    case 'g': o->task_gen = optarg; break;
     case 'e': o->eval_tasks = optarg; break;
     case 'o': o->out = optarg; break;
     case 'T': o->template_name = optarg; break;
@@ -171,9 +186,9 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
   }
   if (optind < argc)
     return cli_usage_error("grpo: unexpected argument '%s'", argv[optind]);
-  if (!o->model || !o->tasks || !o->out)
-    return cli_usage_error("grpo: --model DIR, --tasks FILE and --out DIR "
-                           "are required");
+  if (!o->model || !o->out || !!o->tasks + !!o->task_gen != 1)
+    return cli_usage_error("grpo: --model DIR, --out DIR and one of --tasks "
+                           "FILE or --task-gen NAME are required");
   if (r1d_grpo_loss_parse(o->loss_type) < 0)
     return cli_usage_error("grpo --loss-type: grpo, dapo or dr_grpo, not '%s'",
                            o->loss_type);
@@ -223,17 +238,15 @@ static void task_set_free(task_set *s) {
   free(s->v);
 }
 
-/* Parses path's tasks (bad lines reported by number, then refused: a
- * training run on half a file is a surprise) into train or eval by split;
- * all into eval when force_eval. */
-static int load_tasks(const char *path, int force_eval, const r1d_template *tm,
-                      const r1d_tokenizer *tok, task_set *train, task_set *eval,
-                      r1d_error *err) {
-  char *text = NULL;
-  size_t len = 0;
+/* Parses the tasks of text (JSONL from `path`; bad lines reported by number,
+ * then refused: a training run on half a file is a surprise) into train or
+ * eval by split; all into eval when force_eval. */
+static int parse_tasks(const char *text, size_t len, const char *path,
+                       int force_eval, const r1d_template *tm,
+                       const r1d_tokenizer *tok, task_set *train,
+                       task_set *eval, r1d_error *err) {
   r1d_task_batch b = {0};
-  int rc = r1d_read_file(path, &text, &len, err);
-  if (rc == 0) rc = r1d_tasks_parse(text, len, &b, err);
+  int rc = r1d_tasks_parse(text, len, &b, err);
   for (size_t i = 0; rc == 0 && i < b.n_errors; i++)
     fprintf(stderr, "r1d: %s:%zu: %s\n", path, b.errors[i].line,
             b.errors[i].msg);
@@ -264,7 +277,46 @@ static int load_tasks(const char *path, int force_eval, const r1d_template *tm,
     }
   }
   r1d_task_batch_free(&b);
+  return rc;
+}
+
+static int load_tasks(const char *path, int force_eval, const r1d_template *tm,
+                      const r1d_tokenizer *tok, task_set *train, task_set *eval,
+                      r1d_error *err) {
+  char *text = NULL;
+  size_t len = 0;
+  int rc = r1d_read_file(path, &text, &len, err);
+  if (rc == 0)
+    rc = parse_tasks(text, len, path, force_eval, tm, tok, train, eval, err);
   free(text);
+  return rc;
+}
+
+/* --task-gen: the generator's tasks, through the same parser. */
+static int gen_tasks(const char *spec, long long n_train, long long n_eval,
+                     long long seed, const r1d_template *tm,
+                     const r1d_tokenizer *tok, task_set *train, task_set *eval,
+                     r1d_error *err) {
+  json_t *arr = NULL;
+  int rc =
+      r1d_task_gen(spec, (int)n_train, (int)n_eval, (uint64_t)seed, &arr, err);
+  if (rc) return rc;
+  size_t i;
+  json_t *t;
+  r1d_buf text = {0};
+  json_array_foreach(arr, i, t) {
+    char *line = json_dumps(t, JSON_COMPACT);
+    if (!line || r1d_buf_append(&text, line, strlen(line)) ||
+        r1d_buf_append(&text, "\n", 1))
+      rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+    free(line);
+    if (rc) break;
+  }
+  json_decref(arr);
+  if (rc == 0)
+    rc = parse_tasks(text.p ? text.p : "", text.n, spec, 0, tm, tok, train,
+                     eval, err);
+  r1d_buf_free(&text);
   return rc;
 }
 
@@ -341,6 +393,8 @@ static void on_checkpoint(void *user, const char *path, long step) {
 
 int cmd_grpo(int argc, char **argv) {
   grpo_opts o = {.G = 8,
+                 .task_count = 1000,
+                 .eval_count = 200,
                  .P = 8,
                  .max_steps = 100,
                  .max_len = 256,
@@ -378,7 +432,9 @@ int cmd_grpo(int argc, char **argv) {
       (o.template_name
            ? r1d_template_load_dir_as(o.model, o.template_name, &tmpl, &err)
            : r1d_template_load_dir(o.model, &tmpl, &err)) ||
-      load_tasks(o.tasks, 0, tmpl, tok, &train, &eval, &err) ||
+      (o.tasks ? load_tasks(o.tasks, 0, tmpl, tok, &train, &eval, &err)
+               : gen_tasks(o.task_gen, o.task_count, o.eval_count, o.seed, tmpl,
+                           tok, &train, &eval, &err)) ||
       (o.eval_tasks &&
        load_tasks(o.eval_tasks, 1, tmpl, tok, &train, &eval, &err)) ||
       r1d_model_load(o.model, &be, &model, &err)) {

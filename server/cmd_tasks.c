@@ -12,6 +12,7 @@
 #include "../common/buf.h"
 #include "../common/file.h"
 #include "../common/utf8.h"
+#include "../rl/task_gen.h"
 #include "../storage/tasks.h"
 #include "cli.h"
 
@@ -21,6 +22,8 @@ const char cmd_tasks_help[] =
     "       r1d tasks list [--split S] [--limit N] [--after ID] "
     "[--data-dir DIR]\n"
     "       r1d tasks stats [--data-dir DIR]\n"
+    "       r1d tasks gen NAME[:LEVEL] [--count N] [--eval-count M] [--seed "
+    "S]\n"
     "\n"
     "Rule-verifiable tasks for training: a prompt (or chat messages) and the\n"
     "checker that scores an answer. One task is a JSON object:\n"
@@ -448,6 +451,48 @@ fail:
   return rc ? cli_report(&err) : CLI_EXIT_OK;
 }
 
+/* r1d tasks gen NAME[:LEVEL]: generated tasks (rl/task_gen.h) as JSONL on
+ * stdout, ready for `r1d tasks import` or `r1d grpo --tasks`. */
+static int tasks_gen(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"count", required_argument, 0, 'c'},
+      {"eval-count", required_argument, 0, 'e'},
+      {"seed", required_argument, 0, 's'},
+      {0, 0, 0, 0}};
+  long long count = 1000, eval_count = 200, seed = 1;
+  int c, idx;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+    long long *dst = c == 'c' ? &count : c == 'e' ? &eval_count : &seed;
+    if (c == '?') return CLI_EXIT_USAGE;
+    if (cli_parse_int(optarg, 0, c == 's' ? (1LL << 62) : 1000000, dst))
+      return cli_usage_error("tasks gen --%s: expected a non-negative "
+                             "integer, got '%s'",
+                             opts[c == 'c'   ? 0
+                                  : c == 'e' ? 1
+                                             : 2]
+                                 .name,
+                             optarg);
+  }
+  if (optind != argc - 1)
+    return cli_usage_error("tasks gen: expected one generator: addition[:D], "
+                           "multistep[:N] or countdown[:N]");
+  json_t *arr = NULL;
+  r1d_error err = {0};
+  if (r1d_task_gen(argv[optind], (int)count, (int)eval_count, (uint64_t)seed,
+                   &arr, &err))
+    return cli_report(&err);
+  size_t i;
+  json_t *t;
+  json_array_foreach(arr, i, t) {
+    char *line = json_dumps(t, JSON_COMPACT);
+    if (line) puts(line);
+    free(line);
+  }
+  json_decref(arr);
+  return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
 int cmd_tasks(int argc, char **argv) {
   if (argc < 2)
     return cli_usage_error("tasks: expected import, export, list or stats "
@@ -457,7 +502,8 @@ int cmd_tasks(int argc, char **argv) {
   if (strcmp(what, "export") == 0) return tasks_export(argc - 1, argv + 1);
   if (strcmp(what, "list") == 0) return tasks_list(argc - 1, argv + 1);
   if (strcmp(what, "stats") == 0) return tasks_stats(argc - 1, argv + 1);
+  if (strcmp(what, "gen") == 0) return tasks_gen(argc - 1, argv + 1);
   return cli_usage_error("tasks: unknown action '%s' (expected import, "
-                         "export, list or stats)",
+                         "export, list, stats or gen)",
                          what);
 }

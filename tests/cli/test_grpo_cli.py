@@ -123,3 +123,20 @@ def test_bad_arguments_and_tasks(tiny_model, tmp_path):
     p = run(["grpo"] + m + ["--tasks", tasks, "--out", str(tmp_path / "o"),
                             "--max-completion-length", "100000"] + BASE[:2])
     assert p.returncode == 2 and "context" in p.err, p.err
+
+
+def test_generated_tasks(tiny_model, tmp_path):
+    out = tmp_path / "gen"
+    p = run(["grpo", "--model", str(tiny_model), "--task-gen", "countdown:3", "--task-count", "12",
+             "--eval-count", "4", "--out", str(out), "--max-steps", "2", "--eval-samples", "1"]
+            + BASE)
+    assert p.returncode == 0, p.err
+    assert "12 training tasks, 4 held-out tasks" in p.err
+    train, evals = metrics(out)
+    assert len(train) == 2 and evals[0]["eval_tasks"] == 4
+    for args, needle in ((["--task-gen", "nope"], "unknown task generator"),
+                         (["--task-gen", "addition:1", "--task-count", "100",
+                           "--eval-count", "5"], "distinct"),
+                         (["--task-gen", "addition", "--tasks", "x.jsonl"], "one of --tasks")):
+        p = run(["grpo", "--model", str(tiny_model), "--out", str(tmp_path / "o")] + args)
+        assert p.returncode == 2 and needle in p.err, (args, p.err)

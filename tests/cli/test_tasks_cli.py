@@ -204,3 +204,19 @@ def test_bad_arguments(tmp_path):
         assert p.returncode == 2, (args, p.err)
         lines = p.err.splitlines()
         assert len(lines) == 1 and lines[0].startswith("r1d: ") and needle in lines[0], (args, p.err)
+
+
+def test_gen_emits_tasks_that_import(tmp_path):
+    p = run(["tasks", "gen", "multistep:2", "--count", "30", "--eval-count", "10", "--seed", "5"],
+            check=True)
+    rows = [json.loads(l) for l in p.out.splitlines()]
+    assert len(rows) == 40 and [r["split"] for r in rows].count("eval") == 10
+    assert len({r["prompt"] for r in rows}) == 40
+    assert run(["tasks", "gen", "multistep:2", "--count", "30", "--eval-count", "10",
+                "--seed", "5"]).out == p.out
+    data = tmp_path / "data"
+    r = run(["tasks", "import", "-", "--data-dir", str(data)], stdin=p.out)
+    assert r.returncode == 0 and "imported 40 tasks, 0 bad lines" in r.out, r.err
+    for args in (["nope"], ["addition:12"], [], ["addition", "--count", "x"]):
+        r = run(["tasks", "gen"] + args)
+        assert r.returncode == 2 and len(r.err.strip().splitlines()) == 1, (args, r.err)
