@@ -24,6 +24,7 @@
 #include "common/file.h"
 #include "engine/model/safetensors.h"
 #include "engine/model/train.h"
+#include "grad_ref.h"
 #include "kernels/cpu/cpu_backend.h"
 
 typedef struct reference {
@@ -97,31 +98,7 @@ static void check_model(const char *name) {
     fail_msg("%s: %s", name, err.msg);
   if (fabs(loss - ref.loss) > 1e-6 * fabs(ref.loss))
     fail_msg("%s: loss %.9g, torch %.9g", name, (double)loss, ref.loss);
-  char *gpath = r1d_path_join(dir, "ref_grads.safetensors");
-  r1d_safetensors *st = NULL;
-  if (r1d_safetensors_open(gpath, &st, &err)) fail_msg("%s", err.msg);
-  assert_int_equal(r1d_safetensors_count(st), tm->n_tensors);
-  for (int t = 0; t < tm->n_tensors; t++) {
-    const r1d_train_tensor *tt = &tm->tensors[t];
-    const r1d_tensor_view *g = r1d_safetensors_find(st, tt->name);
-    if (!g) fail_msg("%s: torch has no gradient for %s", name, tt->name);
-    assert_int_equal(g->dtype, R1D_DTYPE_F32);
-    assert_int_equal((size_t)r1d_tensor_numel(g), tt->n);
-    const float *want = g->data;
-    double gmax = 0, worst = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < tt->n; i++)
-      gmax = fmax(gmax, fabs((double)want[i]));
-    for (size_t i = 0; i < tt->n; i++) {
-      double d = fabs((double)tt->grad[i] - (double)want[i]);
-      if (d > worst) worst = d, at = i;
-    }
-    if (!(worst <= 2e-5 * gmax + 1e-9))
-      fail_msg("%s: %s[%zu]: ours %.9g, torch %.9g (max |g| %.3g)", name,
-               tt->name, at, (double)tt->grad[at], (double)want[at], gmax);
-  }
-  r1d_safetensors_close(st);
-  free(gpath);
+  check_grads_against(name, tm, dir, "ref_grads.safetensors");
 
   /* 10 AdamW steps on the same batch: torch's loss curve */
   r1d_optim_tensor *list = NULL;

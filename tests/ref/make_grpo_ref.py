@@ -31,21 +31,12 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
+from make_train_ref import named_params  # parameters under the checkpoint's names
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "models")
 G, N_GROUPS = 3, 2
 BETA, EPS_LOW, EPS_HIGH, L_MAX = 0.04, 0.2, 0.28, 12
 REWARDS = [1.0, 0.0, 0.5, 0.0, 0.0, 1.0]
-
-
-def named_params(model):
-    """Parameters under the checkpoint's names; a tied head appears once."""
-    seen, out = set(), []
-    for name, p in model.named_parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        out.append((name, p))
-    return out
 
 
 def advantages(rewards):

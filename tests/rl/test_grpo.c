@@ -29,6 +29,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "rl/grpo.h"
 #include "rl/grpo_train.h"
+#include "tests/engine/grad_ref.h"
 
 static void test_advantages(void **state) {
   (void)state;
@@ -190,35 +191,6 @@ static void load_ref(const char *dir, grpo_ref *r) {
         json_object_get(losses, r1d_grpo_loss_name((r1d_grpo_loss_type)t)));
 }
 
-static void check_grads(const char *name, const r1d_train_model *tm,
-                        const char *dir) {
-  char *gpath = r1d_path_join(dir, "ref_grpo_grads.safetensors");
-  r1d_safetensors *st = NULL;
-  r1d_error err = {0};
-  if (r1d_safetensors_open(gpath, &st, &err)) fail_msg("%s", err.msg);
-  assert_int_equal(r1d_safetensors_count(st), tm->n_tensors);
-  for (int t = 0; t < tm->n_tensors; t++) {
-    const r1d_train_tensor *tt = &tm->tensors[t];
-    const r1d_tensor_view *g = r1d_safetensors_find(st, tt->name);
-    if (!g) fail_msg("%s: torch has no gradient for %s", name, tt->name);
-    assert_int_equal((size_t)r1d_tensor_numel(g), tt->n);
-    const float *want = g->data;
-    double gmax = 0, worst = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < tt->n; i++)
-      gmax = fmax(gmax, fabs((double)want[i]));
-    for (size_t i = 0; i < tt->n; i++) {
-      double d = fabs((double)tt->grad[i] - (double)want[i]);
-      if (d > worst) worst = d, at = i;
-    }
-    if (!(worst <= 2e-5 * gmax + 1e-10))
-      fail_msg("%s: %s[%zu]: ours %.9g, torch %.9g (max |g| %.3g)", name,
-               tt->name, at, (double)tt->grad[at], (double)want[at], gmax);
-  }
-  r1d_safetensors_close(st);
-  free(gpath);
-}
-
 static void check_model(const char *name) {
   char *dir = fixture_dir(name);
   grpo_ref *ref = calloc(1, sizeof *ref);
@@ -280,7 +252,8 @@ static void check_model(const char *name) {
           fail_msg("%s %s: |grad %s|^2 %.9g, torch %.9g", name,
                    r1d_grpo_loss_name(c.loss_type), tt->name, ours, w);
       }
-      if (lt == R1D_GRPO_LOSS_GRPO) check_grads(name, tm, dir);
+      if (lt == R1D_GRPO_LOSS_GRPO)
+        check_grads_against(name, tm, dir, "ref_grpo_grads.safetensors");
       assert_true(st.clipped_low + st.clipped_high > 0); /* branches hit */
       assert_true(st.kl_sum > 0);
     }
