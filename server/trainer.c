@@ -355,7 +355,11 @@ static json_t *decide(r1d_trainer *t, job *j, const char *dir) {
                         .job = j->id};
     if (r1d_ckpt_register(s->db, &in, version, &err) == 0) {
       const char *d = json_string_value(json_object_get(res, "decision"));
-      ckpt_update u = {version, !strcmp(d, "swapped") ? "live" : "rejected",
+      /* swapped: live; passed the gate but swap "never": a candidate */
+      const char *status = !strcmp(d, "swapped")  ? "live"
+                           : !strcmp(d, "passed") ? "candidate"
+                                                  : "rejected";
+      ckpt_update u = {version, status,
                        json_pack("{s:O, s:O, s:s}", "before",
                                  before ? before : json_null(), "after",
                                  after ? after : json_null(), "decision", d)};

@@ -100,6 +100,14 @@ def test_the_gate_rejects_and_cancel_and_eval(start_server):
     assert s.get("/admin/v1/weights", key=None).json()["live"] == 1
     ck = s.get(f"/admin/v1/checkpoints/{j['result']['registry_version']}", key=None).json()
     assert ck["status"] == "rejected"
+    # a winner with "swap": "never" passes the gate and stays a candidate
+    p = wait_job(s, s.post("/admin/v1/jobs", {"type": "grpo", "config": CONFIG, "swap": "never",
+                                               "min_improvement": 0.1, "min_format_ratio": 0},
+                           key=None).json()["id"])
+    assert p["result"]["decision"] == "passed", p["result"]
+    ck = s.get(f"/admin/v1/checkpoints/{p['result']['registry_version']}", key=None).json()
+    assert ck["status"] == "candidate" and ck["eval"]["decision"] == "passed"
+    assert s.get("/admin/v1/weights", key=None).json()["live"] == 1
     # an eval job evaluates the live weights only
     e = wait_job(s, s.post("/admin/v1/jobs", {"type": "eval", "config": {"eval_samples": 2}},
                            key=None).json()["id"])
@@ -117,7 +125,7 @@ def test_the_gate_rejects_and_cancel_and_eval(start_server):
     assert_error(s.post("/admin/v1/jobs/job-999/cancel", None, key=None), 404)
     assert_error(s.get("/admin/v1/jobs/job-999", key=None), 404)
     ids = [x["id"] for x in s.get("/admin/v1/jobs", key=None).json()["data"]]
-    assert ids == [jid, e["id"], j["id"]]
+    assert ids == [jid, e["id"], p["id"], j["id"]]
 
 
 def test_bad_job_configs_name_the_field(start_server):
