@@ -46,7 +46,8 @@ const char cmd_admin_help[] =
     "                                 per bad line (exit 2 when any); "
     "--strict\n"
     "                                 stores none when a line is bad\n"
-    "  jobs start --type grpo|eval [--config FILE.json] [--set KEY=VALUE]...\n"
+    "  jobs start --type grpo|sft|eval [--config FILE.json] [--set "
+    "KEY=VALUE]...\n"
     "       [--swap auto|never] [--min-improvement X] [--watch]\n"
     "                                 POST /admin/v1/jobs; prints the job id.\n"
     "                                 --set values are JSON when they parse,\n"
@@ -701,8 +702,10 @@ static int jobs_start(const admin_ctx *a, int argc, char **argv) {
   while (!st && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
     switch (c) {
     case 't':
-      if (strcmp(optarg, "grpo") && strcmp(optarg, "eval"))
-        st = cli_usage_error("--type: expected grpo or eval, got '%s'", optarg);
+      if (strcmp(optarg, "grpo") && strcmp(optarg, "sft") &&
+          strcmp(optarg, "eval"))
+        st = cli_usage_error("--type: expected grpo, sft or eval, got '%s'",
+                             optarg);
       o.type = optarg;
       break;
     case 'c': o.config_file = optarg; break;
@@ -726,7 +729,7 @@ static int jobs_start(const admin_ctx *a, int argc, char **argv) {
   }
   if (!st) st = no_more_args("jobs start", argc, argv);
   if (!st && !o.type)
-    st = cli_usage_error("jobs start: --type grpo|eval is required");
+    st = cli_usage_error("jobs start: --type grpo|sft|eval is required");
   json_t *body = NULL;
   if (!st) st = job_body(&o, sets, n_sets, &body);
   free(sets);

@@ -1,5 +1,5 @@
 /* routes_jobs.c - the online trainer's admin routes (design/API.md):
- *   POST /admin/v1/jobs               {"type": "grpo"|"eval", "config": {…},
+ *   POST /admin/v1/jobs               {"type": "grpo"|"sft"|"eval", "config": {…},
  *                                      "swap": "auto"|"never",
  *                                      "min_improvement": x}
  *   GET  /admin/v1/jobs               every job, newest first

@@ -18,6 +18,7 @@
 
 #include "../common/file.h"
 #include "../rl/grpo_run.h"
+#include "../rl/sft.h"
 #include "../storage/checkpoints.h"
 #include "../storage/interactions.h"
 #include "../storage/tasks.h"
@@ -43,7 +44,10 @@ typedef struct job {
   double min_improvement;
   double min_format_ratio, min_length_ratio; /* the sanity checks */
   int scheduled;                             /* started by the schedule */
-  r1d_grpo_run_config cfg;
+  r1d_grpo_run_config cfg; /* grpo; for sft and eval, the evaluation's */
+  r1d_sft_config sft;      /* sft: the run (paths filled in at the start) */
+  char sft_data[1024];     /* sft: the JSONL file */
+  int sft_max_len;
   json_t *config;                    /* as given */
   double created, started, finished; /* unix seconds; 0: not yet */
   long step, total_steps;
@@ -129,6 +133,7 @@ static void job_free(job *j) {
 typedef struct hook_ctx {
   r1d_trainer *t;
   job *j;
+  int eval_is_after; /* an eval-only run of the candidate (sft jobs) */
 } hook_ctx;
 
 static void on_metrics(void *user, const r1d_grpo_metrics *m) {
@@ -155,7 +160,8 @@ static void on_metrics(void *user, const r1d_grpo_metrics *m) {
   pthread_mutex_lock(&h->t->mu);
   job *j = h->j;
   if (m->is_eval) {
-    json_t **slot = m->step == 0 ? &j->eval_before : &j->eval_after;
+    json_t **slot =
+        m->step == 0 && !h->eval_is_after ? &j->eval_before : &j->eval_after;
     json_decref(*slot);
     *slot = o;
     h->t->m.eval_accuracy = m->eval_pass1;
@@ -166,6 +172,25 @@ static void on_metrics(void *user, const r1d_grpo_metrics *m) {
     j->loss = m->loss;
     h->t->m.step = m->step;
     h->t->m.reward_mean = m->reward_mean;
+  }
+  pthread_mutex_unlock(&h->t->mu);
+}
+
+static void on_sft_metrics(void *user, const r1d_sft_metrics *m) {
+  hook_ctx *h = user;
+  json_t *o =
+      json_pack("{s:I, s:f, s:f, s:f, s:I, s:f, s:b}", "step",
+                (json_int_t)m->step, "loss", m->loss, "lr", m->lr, "grad_norm",
+                m->grad_norm, "tokens", (json_int_t)m->tokens, "tokens_per_s",
+                m->tokens_per_s, "is_eval", m->is_eval);
+  pthread_mutex_lock(&h->t->mu);
+  json_decref(h->j->metrics);
+  h->j->metrics = o;
+  if (!m->is_eval) {
+    h->j->step = m->step;
+    h->j->total_steps = m->total_steps;
+    h->j->loss = m->loss;
+    h->t->m.step = m->step;
   }
   pthread_mutex_unlock(&h->t->mu);
 }
@@ -347,7 +372,7 @@ static json_t *decide(r1d_trainer *t, job *j, const char *dir) {
     char version[R1D_CKPT_VERSION_MAX];
     r1d_error err = {0};
     r1d_ckpt_info in = {.path = dir,
-                        .kind = "grpo",
+                        .kind = j->type,
                         .step = step,
                         .train_loss = loss,
                         .eval_loss = NAN,
@@ -379,6 +404,60 @@ static json_t *decide(r1d_trainer *t, job *j, const char *dir) {
 
 /* ---- one job (worker thread) ------------------------------------------ */
 
+/* An sft job's training: the live weights fine-tuned on the job's JSONL
+ * (TRL's formats, the server's tokenizer and chat template), checkpoints in
+ * out. */
+static int run_sft(r1d_trainer *t, job *j, r1d_version *v, const char *out,
+                   hook_ctx *h, r1d_error *err) {
+  r1d_server *s = t->s;
+  const r1d_model *m = r1d_version_model(v);
+  r1d_data_opts dopt = {.max_len = j->sft_max_len,
+                        .tok = s->tok,
+                        .tmpl = s->tpl,
+                        .eos_id = m->cfg.n_eos ? m->cfg.eos_token_ids[0] : -1,
+                        .bos_id = r1d_tokenizer_bos_to_add(s->tok)};
+  r1d_dataset train = {0}, eval = {0};
+  r1d_train_model *tm = NULL;
+  int rc = r1d_dataset_load_jsonl(j->sft_data, &dopt, &train, err);
+  if (rc == 0 && train.n_docs == 0)
+    rc = r1d_fail(err, R1D_EINVAL, "config.data: %s has no usable example",
+                  j->sft_data);
+  if (rc == 0) rc = r1d_train_model_create(m, &tm, err);
+  if (rc == 0) {
+    r1d_sft_config c = j->sft;
+    c.src_dir = r1d_version_source(v);
+    c.out_dir = out;
+    c.kind = "sft";
+    r1d_sft_hooks hooks = {
+        .on_metrics = on_sft_metrics, .stop = &j->cancel, .user = h};
+    long final = 0;
+    rc = r1d_sft_run(&c, tm, &train, &eval, &hooks, &final, err);
+  }
+  r1d_train_model_free(tm);
+  r1d_dataset_free(&train);
+  return rc;
+}
+
+/* The candidate in out/last evaluated as the live weights were. */
+static int eval_candidate(r1d_trainer *t, job *j, const char *out,
+                          const task_list *eval, hook_ctx *h, r1d_error *err) {
+  char last[4096 + 8];
+  snprintf(last, sizeof last, "%s/last", out);
+  r1d_model *m = NULL;
+  int rc = r1d_model_load(last, &t->s->cpu_be, &m, err);
+  if (rc == 0) {
+    r1d_grpo_run_config c = j->cfg;
+    c.max_steps = 0;
+    c.src_dir = last;
+    c.out_dir = out;
+    h->eval_is_after = 1;
+    r1d_grpo_hooks hooks = {.on_metrics = on_metrics, .user = h};
+    rc = r1d_grpo_run(&c, m, t->s->tok, NULL, 0, eval->v, eval->n, &hooks, err);
+  }
+  r1d_model_free(m);
+  return rc;
+}
+
 static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
   r1d_server *s = t->s;
   task_list train = {.s = s}, eval = {.s = s};
@@ -396,7 +475,7 @@ static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
     r1d_grpo_run_config c = j->cfg;
     c.src_dir = r1d_version_source(v);
     c.out_dir = out;
-    hook_ctx h = {t, j};
+    hook_ctx h = {t, j, 0};
     pthread_mutex_lock(&t->mu);
     j->n_train = train.n;
     j->n_from_chats = la.from_interactions;
@@ -409,8 +488,16 @@ static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
                 "of them logged chats with a checker) and %d held-out tasks",
                 j->id, j->type, (unsigned long long)r1d_version_id(v), train.n,
                 la.from_interactions, eval.n);
-    rc = r1d_grpo_run(&c, r1d_version_model(v), s->tok, train.v, train.n,
-                      eval.v, eval.n, &hooks, err);
+    if (!strcmp(j->type, "sft")) {
+      c.max_steps = 0; /* the live weights' evaluation, then the SFT run */
+      rc = r1d_grpo_run(&c, r1d_version_model(v), s->tok, NULL, 0, eval.v,
+                        eval.n, &hooks, err);
+      if (rc == 0) rc = run_sft(t, j, v, out, &h, err);
+      if (rc == 0 && !j->cancel) rc = eval_candidate(t, j, out, &eval, &h, err);
+    } else {
+      rc = r1d_grpo_run(&c, r1d_version_model(v), s->tok, train.v, train.n,
+                        eval.v, eval.n, &hooks, err);
+    }
   }
   r1d_versions_release(s->versions, v);
   task_list_free(&train);
@@ -529,6 +616,94 @@ void r1d_trainer_destroy(r1d_trainer *t) {
 }
 
 /* Parses body into a new job (not queued). */
+/* An sft job's config: {"data": "FILE.jsonl" (TRL's formats, on the
+ * server's disk), "max_len", "max_tokens", "epochs", "max_steps",
+ * "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler_type",
+ * "max_grad_norm", "grad_accum", "seed", and for the held-out evaluation
+ * "eval_samples", "eval_temperature", "max_completion_length"}. */
+static int sft_from_json(const json_t *config, job *j, r1d_error *err) {
+  struct {
+    const char *key;
+    double lo, hi;
+    int integer;
+    double val;
+    int given;
+  } f[] = {{"max_len", 2, 1 << 20, 1, 1024, 0},
+           {"max_tokens", 0, 1 << 22, 1, 0, 0},
+           {"epochs", 1e-6, 1e6, 0, 1, 0},
+           {"max_steps", 0, 1e12, 1, 0, 0},
+           {"learning_rate", 1e-12, 10, 0, 2e-5, 0},
+           {"weight_decay", 0, 10, 0, 0, 0},
+           {"warmup_ratio", 0, 0.999, 0, 0, 0},
+           {"max_grad_norm", 0, 1e9, 0, 1, 0},
+           {"grad_accum", 1, 1 << 16, 1, 1, 0},
+           {"seed", 0, 9e15, 1, 42, 0},
+           {"eval_samples", 1, 64, 1, 4, 0},
+           {"eval_temperature", 0, 2, 0, 0.6, 0},
+           {"max_completion_length", 1, 1 << 20, 1, 256, 0}};
+  enum { N = sizeof f / sizeof f[0] };
+  const char *data = NULL, *sched = "cosine";
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)config, key, v) {
+    int known = -1;
+    for (int i = 0; i < N; i++)
+      if (!strcmp(key, f[i].key)) known = i;
+    if (!strcmp(key, "data")) {
+      data = json_string_value(v);
+      if (!data || !data[0] || strlen(data) >= sizeof j->sft_data)
+        return r1d_fail(err, R1D_EINVAL,
+                        "config.data must be the path of a JSONL file");
+    } else if (!strcmp(key, "lr_scheduler_type")) {
+      sched = json_string_value(v);
+      if (!sched || (strcmp(sched, "cosine") && strcmp(sched, "constant")))
+        return r1d_fail(err, R1D_EINVAL,
+                        "config.lr_scheduler_type must be \"cosine\" or "
+                        "\"constant\"");
+    } else if (known < 0) {
+      return r1d_fail(err, R1D_EINVAL, "config.%s is not a known sft setting",
+                      key);
+    } else {
+      double x = json_is_number(v) ? json_number_value(v) : NAN;
+      if (!json_is_number(v) || (f[known].integer && !json_is_integer(v)) ||
+          !(x >= f[known].lo && x <= f[known].hi))
+        return r1d_fail(err, R1D_EINVAL, "config.%s must be %s in [%g, %g]",
+                        key, f[known].integer ? "an integer" : "a number",
+                        f[known].lo, f[known].hi);
+      f[known].val = x;
+      f[known].given = 1;
+    }
+  }
+  if (!data)
+    return r1d_fail(err, R1D_EINVAL,
+                    "config.data is required: the JSONL file to train on");
+  snprintf(j->sft_data, sizeof j->sft_data, "%s", data);
+  j->sft_max_len = (int)f[0].val;
+  r1d_sft_config *c = &j->sft;
+  memset(c, 0, sizeof *c);
+  c->max_tokens = f[1].given ? (int)f[1].val : j->sft_max_len;
+  if (c->max_tokens < j->sft_max_len)
+    return r1d_fail(err, R1D_EINVAL,
+                    "config.max_tokens must hold max_len (a document must "
+                    "fit a pack)");
+  c->epochs = f[2].val;
+  c->max_steps = (long)f[3].val;
+  r1d_adamw_config_default(&c->adamw);
+  c->adamw.lr = f[4].val;
+  c->adamw.weight_decay = f[5].val;
+  c->sched.kind =
+      strcmp(sched, "cosine") ? R1D_LR_WARMUP_CONSTANT : R1D_LR_WARMUP_COSINE;
+  c->sched.lr = f[4].val;
+  c->warmup_ratio = f[6].val;
+  c->clip = f[7].val;
+  c->grad_accum = (int)f[8].val;
+  c->seed = (uint64_t)f[9].val;
+  j->cfg.eval_samples = (int)f[10].val;
+  j->cfg.eval_temperature = (float)f[11].val;
+  j->cfg.grpo.max_completion_len = (int)f[12].val;
+  return R1D_OK;
+}
+
 static int job_from_body(const json_t *body, job **out, r1d_error *err) {
   if (!json_is_object(body))
     return r1d_fail(err, R1D_EINVAL, "the body must be a JSON object");
@@ -544,10 +719,11 @@ static int job_from_body(const json_t *body, job **out, r1d_error *err) {
                       key);
   }
   const char *type = json_string_value(json_object_get(body, "type"));
-  if (!type || (strcmp(type, "grpo") && strcmp(type, "eval")))
+  if (!type ||
+      (strcmp(type, "grpo") && strcmp(type, "eval") && strcmp(type, "sft")))
     return r1d_fail(err, R1D_EINVAL,
-                    "type must be \"grpo\" or \"eval\" (sft, distill and "
-                    "align jobs are not served yet: use the r1d "
+                    "type must be \"grpo\", \"sft\" or \"eval\" (distill "
+                    "and align jobs are not served yet: use the r1d "
                     "subcommands)");
   json_t *config = json_object_get(body, "config");
   if (config && !json_is_object(config))
@@ -584,9 +760,12 @@ static int job_from_body(const json_t *body, job **out, r1d_error *err) {
   j->cfg.max_steps = strcmp(type, "eval") ? 20 : 0;
   j->cfg.sched.lr = j->cfg.adamw.lr = 1e-5;
   r1d_error cerr = {0};
-  if (!rc && config && r1d_grpo_run_config_from_json(config, &j->cfg, &cerr))
+  if (!rc && !strcmp(type, "sft"))
+    rc = sft_from_json(config, j, err);
+  else if (!rc && config &&
+           r1d_grpo_run_config_from_json(config, &j->cfg, &cerr))
     rc = r1d_fail(err, R1D_EINVAL, "config.%s", cerr.msg);
-  if (!rc && !strcmp(type, "eval")) j->cfg.max_steps = 0;
+  if (!rc && strcmp(type, "grpo")) j->cfg.max_steps = 0;
   if (!rc && j->cfg.max_steps < 1 && !strcmp(type, "grpo"))
     rc = r1d_fail(err, R1D_EINVAL, "config.max_steps must be >= 1 for grpo");
   if (rc) {
@@ -594,7 +773,7 @@ static int job_from_body(const json_t *body, job **out, r1d_error *err) {
     return rc;
   }
   j->config = config ? json_deep_copy(config) : json_object();
-  j->total_steps = j->cfg.max_steps;
+  j->total_steps = strcmp(type, "sft") ? j->cfg.max_steps : j->sft.max_steps;
   *out = j;
   return R1D_OK;
 }

@@ -8,7 +8,10 @@
  * when its held-out pass@1 beats the live weights' by more than the job's
  * min_improvement and it passes the sanity checks: a finite loss, a format
  * rate not below min_format_ratio (default 0.5) of the live one, a mean
- * completion length not below min_length_ratio (0.25) of the live one. Otherwise it stays a candidate ("rejected" in the
+ * completion length not below min_length_ratio (0.25) of the live one. An
+ * "sft" job fine-tunes the live weights on a JSONL file of the server's
+ * disk (TRL's formats, rl/sft.h) and goes through the same evaluation and
+ * gate. Otherwise it stays a candidate ("rejected" in the
  * checkpoints registry, with its scores). An "eval" job only evaluates the
  * live weights. One job runs at a time; the others queue.
  *
@@ -35,7 +38,7 @@ int r1d_trainer_create(r1d_server *s, r1d_trainer **out, r1d_error *err);
  * every queued one, joins the thread. */
 void r1d_trainer_destroy(r1d_trainer *t);
 
-/* Validates a POST /admin/v1/jobs body {"type": "grpo"|"eval", "config":
+/* Validates a POST /admin/v1/jobs body {"type": "grpo"|"sft"|"eval", "config":
  * {...}, "swap": "auto"|"never", "min_improvement": x} and queues the job.
  * *job (a new reference) is its JSON. R1D_EINVAL with err->msg starting
  * with the field's name ("config.beta must be ..."); R1D_ESTATE when the

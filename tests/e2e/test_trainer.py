@@ -131,7 +131,7 @@ def test_the_gate_rejects_and_cancel_and_eval(start_server):
 def test_bad_job_configs_name_the_field(start_server):
     s = start_server()
     post = lambda body: s.post("/admin/v1/jobs", body, key=None)  # noqa: E731
-    assert_error(post({"type": "sft"}), 400, param="type")
+    assert_error(post({"type": "distill"}), 400, param="type")
     assert_error(post({"type": "grpo", "config": {"beta": -1}}), 400, param="config.beta")
     assert_error(post({"type": "grpo", "config": {"num_generations": 1}}), 400,
                  param="config.num_generations")
@@ -210,3 +210,39 @@ def test_logged_chats_with_a_checker_are_training_tasks(start_server):
     assert j["status"] == "succeeded", j
     assert j["tasks"] == {"train": 3, "from_chats": 3, "eval": 0}, j["tasks"]
     assert j["result"]["decision"] == "rejected"  # no held-out tasks to compare on
+
+
+def test_an_sft_job_fine_tunes_the_live_weights(start_server, tmp_path):
+    """An sft job trains the live weights on a JSONL of conversations (TRL's
+    format) and goes through the same held-out gate."""
+    s = serve_with_tasks(start_server)
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Say a number {i}"},
+        {"role": "assistant", "reasoning_content": "a digit", "content": str(i % 10)}]}) + "\n"
+        for i in range(40)))
+    # the random model rambles to the length limit; the tuned one answers:
+    # the length check would (rightly, by default) call that a collapse
+    r = s.post("/admin/v1/jobs", {"type": "sft", "min_improvement": 0.1, "min_length_ratio": 0,
+                                  "config": {"data": str(data), "max_len": 64, "max_tokens": 512,
+                                             "epochs": 8, "learning_rate": 3e-3, "seed": 1,
+                                             "max_completion_length": 32}},
+               key=None)
+    assert r.status == 200, r
+    j = wait_job(s, r.json()["id"])
+    assert j["status"] == "succeeded", j
+    assert j["progress"]["step"] > 0 and j["metrics"]["loss"] > 0
+    assert j["eval"]["after"]["pass1"] - j["eval"]["before"]["pass1"] > 0.1, j["eval"]
+    assert j["result"]["decision"] == "swapped", j["result"]
+    ck = s.get(f"/admin/v1/checkpoints/{j['result']['registry_version']}", key=None).json()
+    assert ck["kind"] == "sft" and ck["status"] == "live"
+    assert s.get("/admin/v1/weights", key=None).json()["live"] == 2
+    for config, param in (({}, "config.data"), ({"data": "x", "epochs": 0}, "config.epochs"),
+                          ({"data": "x", "foo": 1}, "config.foo")):
+        assert_error(s.post("/admin/v1/jobs", {"type": "sft", "config": config}, key=None), 400,
+                     param=param)
+    # a file that is not there fails the job with its reason, serving goes on
+    f = wait_job(s, s.post("/admin/v1/jobs", {"type": "sft", "config": {
+        "data": str(tmp_path / "missing.jsonl")}}, key=None).json()["id"])
+    assert f["status"] == "failed" and "missing.jsonl" in f["error"]
+    assert s.get("/health", key=None).status == 200
