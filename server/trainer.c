@@ -208,7 +208,7 @@ typedef struct task_list {
 static int collect_task(void *arg, uint64_t key, const char *text, size_t len) {
   (void)key;
   task_list *l = arg;
-  json_t *j = json_loadb(text, len, 0, NULL);
+  json_t *j = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
   if (!j) return 0; /* the table holds only parsed tasks: skip, never stop */
   r1d_grpo_task task;
   r1d_error terr = {0};
@@ -242,7 +242,8 @@ typedef struct load_args {
 static int collect_interaction(void *arg, uint64_t key, const char *text,
                                size_t len) {
   load_args *a = arg;
-  json_t *rec = json_loadb(text, len, 0, NULL);
+  /* answers may hold U+0000 (storage/interactions.c loads them the same) */
+  json_t *rec = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
   json_t *req = json_object_get(rec, "request");
   json_t *checker = json_object_get(req, "checker");
   json_t *msgs = json_object_get(req, "messages");

@@ -193,8 +193,11 @@ def test_logged_chats_with_a_checker_are_training_tasks(start_server):
     s = start_server()
     client = s.client()
     for i in range(3):
+        # the first answer holds U+0000 (token 0 is byte 0): its record must
+        # still load (it once did not, and the chat was silently left out)
         client.chat.completions.create(
             model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": f"digit {i}?"}],
+            logit_bias={"0": 100} if i == 0 else None,
             extra_body={"checker": {"type": "regex", "pattern": "[0-9]"}})
     client.chat.completions.create(
         model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": "bad"}],
