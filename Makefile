@@ -3,7 +3,7 @@
 #               default model (http://127.0.0.1:8000; PORT=, HOST= override)
 #   make test   install what is missing, build, run every test (also under
 #               ASan+UBSan)
-# Both are idempotent. Other targets: build, install, bench, bench-train,
+# Both are idempotent. Other targets: build, install, bench, bench-train, bench-grpo,
 # bench-server, bench-storage, fixtures, format, clean.
 
 BUILD      ?= build

@@ -477,10 +477,9 @@ static int save(run *r, long step, const r1d_grpo_metrics *last,
                 const r1d_grpo_hooks *h, r1d_error *err) {
   const r1d_grpo_run_config *c = r->c;
   char dir[4096], name[64];
-  snprintf(name, sizeof name, "checkpoint-%ld", step);
-  int n = snprintf(dir, sizeof dir, "%s/%s", c->out_dir, name);
-  if (n < 0 || (size_t)n >= sizeof dir)
-    return r1d_fail(err, R1D_EINVAL, "checkpoint: path too long");
+  int rc =
+      r1d_checkpoint_step_dir(c->out_dir, step, dir, sizeof dir, name, err);
+  if (rc) return rc;
   json_t *st = json_pack(
       "{s:s, s:I, s:I, s:{s:f, s:f, s:f, s:f}, s:{s:i, s:s, s:s, s:f, s:f, "
       "s:f, s:i}, s:I}",
@@ -498,8 +497,8 @@ static int save(run *r, long step, const r1d_grpo_metrics *last,
   json_decref(st);
   if (!state) return r1d_fail(err, R1D_ENOMEM, "out of memory");
   r1d_checkpoint_file extra = {"trainer_state.json", state, strlen(state)};
-  int rc = r1d_checkpoint_write_extra(c->src_dir, &r->tm->cfg, &r->tm->param, 0,
-                                      &extra, 1, dir, err);
+  rc = r1d_checkpoint_write_extra(c->src_dir, &r->tm->cfg, &r->tm->param, 0,
+                                  &extra, 1, dir, err);
   free(state);
   if (rc == 0) rc = r1d_checkpoint_link_last(c->out_dir, name, err);
   if (rc) {

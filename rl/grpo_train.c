@@ -78,17 +78,25 @@ static const float *sample_lp(const r1d_train_plan *plan,
   return plan->target_logprob + row0 + s->n_prompt - 1;
 }
 
+/* The next pack from sample `first` on, through the training forward. */
+static int pack_forward(pack *pk, r1d_train_model *tm, r1d_train_plan *plan,
+                        const r1d_grpo_sample *s, int n, int first,
+                        r1d_error *err) {
+  float loss; /* unused: the objective is the caller's */
+  int rc = pack_fill(pk, s, n, first, plan->max_tokens, err);
+  if (rc == 0)
+    rc = r1d_train_forward_docs(tm, plan, pk->ids, pk->targets, pk->n_tokens,
+                                pk->doc_lens, pk->n_docs, &loss, err);
+  return rc;
+}
+
 int r1d_grpo_logprobs(r1d_train_model *tm, r1d_train_plan *plan,
                       const r1d_grpo_sample *s, int n, float **lp,
                       r1d_error *err) {
   pack pk;
   int rc = pack_alloc(&pk, plan->max_tokens, err);
   for (int first = 0; !rc && first < n; first = pk.end) {
-    float loss;
-    if ((rc = pack_fill(&pk, s, n, first, plan->max_tokens, err)) ||
-        (rc = r1d_train_forward_docs(tm, plan, pk.ids, pk.targets, pk.n_tokens,
-                                     pk.doc_lens, pk.n_docs, &loss, err)))
-      break;
+    if ((rc = pack_forward(&pk, tm, plan, s, n, first, err))) break;
     for (int i = pk.first, row = 0; i < pk.end; i++) {
       memcpy(lp[i], sample_lp(plan, &s[i], row),
              (size_t)s[i].n_completion * sizeof(float));
@@ -110,11 +118,7 @@ int r1d_grpo_accumulate(const r1d_grpo_config *c, r1d_train_model *tm,
   float *dlp = rc ? NULL : malloc((size_t)plan->max_tokens * sizeof *dlp);
   if (!rc && !dlp) rc = r1d_fail(err, R1D_ENOMEM, "grpo: out of memory");
   for (int first = 0; !rc && first < n; first = pk.end) {
-    float loss;
-    if ((rc = pack_fill(&pk, s, n, first, plan->max_tokens, err)) ||
-        (rc = r1d_train_forward_docs(tm, plan, pk.ids, pk.targets, pk.n_tokens,
-                                     pk.doc_lens, pk.n_docs, &loss, err)))
-      break;
+    if ((rc = pack_forward(&pk, tm, plan, s, n, first, err))) break;
     memset(dlp, 0, (size_t)pk.n_tokens * sizeof *dlp);
     double nonfinite = st->nonfinite;
     for (int i = pk.first, row = 0; i < pk.end; i++) {

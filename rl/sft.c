@@ -227,14 +227,13 @@ static int save(run *r, long step, double loss, const r1d_sft_hooks *hooks,
                 r1d_error *err) {
   const r1d_sft_config *c = r->cfg;
   char dir[4096], name[64];
-  snprintf(name, sizeof name, "checkpoint-%ld", step);
-  int n = snprintf(dir, sizeof dir, "%s/%s", c->out_dir, name);
-  if (n < 0 || (size_t)n >= sizeof dir)
-    return r1d_fail(err, R1D_EINVAL, "checkpoint: path too long");
+  int rc =
+      r1d_checkpoint_step_dir(c->out_dir, step, dir, sizeof dir, name, err);
+  if (rc) return rc;
   char *state = state_json(r, step, loss);
   size_t opt_len = r1d_optim_state_bytes(r->opt);
   void *opt = malloc(opt_len);
-  int rc = state && opt ? 0 : r1d_fail(err, R1D_ENOMEM, "out of memory");
+  rc = state && opt ? 0 : r1d_fail(err, R1D_ENOMEM, "out of memory");
   if (rc == 0 && r->dev) /* the device holds the truth: bring it home */
     rc = r1d_dtrain_download_params(r->dev, r->tm->params, err);
   if (rc == 0 && r->dev) rc = sync_moments(r, 1, err);

@@ -185,3 +185,12 @@ int r1d_checkpoint_link_last(const char *out_dir, const char *name,
   }
   return R1D_OK;
 }
+
+int r1d_checkpoint_step_dir(const char *out_dir, long step, char *dir,
+                            size_t dir_cap, char name[64], r1d_error *err) {
+  snprintf(name, 64, "checkpoint-%ld", step);
+  int n = snprintf(dir, dir_cap, "%s/%s", out_dir, name);
+  if (n < 0 || (size_t)n >= dir_cap)
+    return r1d_fail(err, R1D_EINVAL, "checkpoint: path too long");
+  return R1D_OK;
+}

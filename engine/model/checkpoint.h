@@ -38,6 +38,12 @@ int r1d_checkpoint_write_extra(const char *src_dir, const r1d_config *cfg,
                                const r1d_checkpoint_file *extra, int n_extra,
                                const char *out_dir, r1d_error *err);
 
+/* The folder of a training run's checkpoint at `step`: name gets
+ * "checkpoint-STEP", dir "OUT_DIR/checkpoint-STEP". R1D_EINVAL when the
+ * path does not fit dir_cap. */
+int r1d_checkpoint_step_dir(const char *out_dir, long step, char *dir,
+                            size_t dir_cap, char name[64], r1d_error *err);
+
 /* Points out_dir/last at out_dir/name (a relative symbolic link), replacing
  * an older link in one rename, so a reader never sees no link. */
 int r1d_checkpoint_link_last(const char *out_dir, const char *name,
