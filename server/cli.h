@@ -24,6 +24,14 @@ int cmd_pretrain(int argc, char **argv);
 int cmd_grpo(int argc, char **argv);
 int cmd_checkpoints(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_rejection_sample(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_align(int argc, char **argv);
+int cmd_pipeline(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 extern const char cmd_generate_help[];
 extern const char cmd_tokenize_help[];
@@ -38,6 +46,14 @@ extern const char cmd_pretrain_help[];
 extern const char cmd_grpo_help[];
 extern const char cmd_checkpoints_help[];
 extern const char cmd_admin_help[];
+extern const char cmd_tokenizer_help[];
+extern const char cmd_eval_help[];
+extern const char cmd_rejection_sample_help[];
+extern const char cmd_distill_help[];
+extern const char cmd_rm_help[];
+extern const char cmd_align_help[];
+extern const char cmd_pipeline_help[];
+extern const char cmd_plot_help[];
 
 /* Prints "r1d: <msg>" and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -46,6 +46,22 @@ static const command commands[] = {
      "the checkpoints registry: list, show, verify", NULL},
     {"admin", cmd_admin, cmd_admin_help,
      "a running server's admin API: tasks, jobs, weights, trainer", NULL},
+    {"tokenizer", cmd_tokenizer, cmd_tokenizer_help,
+     "tokenizers: `r1d tokenizer train` (byte-level BPE)", NULL},
+    {"eval", cmd_eval, cmd_eval_help,
+     "pass@1 over k samples, cons@k, strict and format-agnostic accuracy", NULL},
+    {"rejection-sample", cmd_rejection_sample, cmd_rejection_sample_help,
+     "sample k per prompt, keep checked answers, write SFT JSONL", NULL},
+    {"distill", cmd_distill, cmd_distill_help,
+     "teacher samples with rejection, the student is SFT'd on them", NULL},
+    {"rm", cmd_rm, cmd_rm_help,
+     "train a preference reward model from chosen/rejected pairs", NULL},
+    {"align", cmd_align, cmd_align_help,
+     "alignment RL: rule rewards plus a reward model", NULL},
+    {"pipeline", cmd_pipeline, cmd_pipeline_help,
+     "run the R1 recipe's stages from RECIPE.json, resumable", NULL},
+    {"plot", cmd_plot, cmd_plot_help,
+     "SVG training curves and results tables from metrics JSONL", NULL},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -55,9 +71,9 @@ static void print_usage(FILE *f) {
           "usage: r1d COMMAND [OPTIONS]\n\ncommands:\n",
           R1D_VERSION);
   for (int i = 0; i < n_commands; i++)
-    fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f, "  %-12s %s\n", "help", "r1d help COMMAND prints its options");
-  fprintf(f, "  %-12s %s\n", "version", "print the version");
+    fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "  %-17s %s\n", "help", "r1d help COMMAND prints its options");
+  fprintf(f, "  %-17s %s\n", "version", "print the version");
 }
 
 static const command *find_command(const char *name) {

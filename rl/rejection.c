@@ -1,0 +1,3 @@
+/* placeholder while its owner writes it. */
+#include "rejection.h"
+typedef int rejection_placeholder;

@@ -1,0 +1,9 @@
+/* placeholder: being written */
+#include "cli.h"
+
+const char cmd_tokenizer_help[] = "not built yet\n";
+int cmd_tokenizer(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  return cli_usage_error("not built yet");
+}

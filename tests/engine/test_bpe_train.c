@@ -1,0 +1,2 @@
+/* placeholder while its owner writes it. */
+int main(void) { return 0; }
