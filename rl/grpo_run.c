@@ -25,14 +25,15 @@ static double now_s(void) {
 
 /* ---- tasks ------------------------------------------------------------ */
 
-int r1d_grpo_task_prepare(const json_t *task, const r1d_template *tmpl,
-                          const r1d_tokenizer *tok, r1d_grpo_task *out,
-                          r1d_error *err) {
+static int task_prepare(const json_t *task, const r1d_template *tmpl,
+                        const r1d_tokenizer *tok, int general,
+                        r1d_grpo_task *out, r1d_error *err) {
   memset(out, 0, sizeof *out);
   const char *id = json_string_value(json_object_get(task, "id"));
   snprintf(out->id, sizeof out->id, "%s", id ? id : "?");
   json_t *checker = json_object_get(task, "checker");
-  if (!json_is_object(checker))
+  if (general && (!checker || json_is_null(checker))) checker = NULL;
+  else if (!json_is_object(checker))
     return r1d_fail(err, R1D_EINVAL, "task %s: no checker object", out->id);
   if (!tmpl)
     return r1d_fail(err, R1D_EINVAL,
@@ -51,7 +52,6 @@ int r1d_grpo_task_prepare(const json_t *task, const r1d_template *tmpl,
     return r1d_fail(err, R1D_EINVAL, "task %s: no prompt or messages", out->id);
   }
   char *text = json_dumps(msgs, JSON_COMPACT), *rendered = NULL;
-  json_decref(built);
   r1d_chat_message *m = NULL;
   size_t n = 0;
   r1d_ids ids = {0};
@@ -69,21 +69,36 @@ int r1d_grpo_task_prepare(const json_t *task, const r1d_template *tmpl,
     ids.v = NULL;
     out->prompt_in_think =
         r1d_reasoning_prompt_opens(rendered, strlen(rendered));
-    out->checker = json_incref(checker);
+    out->checker = checker ? json_incref(checker) : NULL;
+    out->messages = json_incref(msgs);
   } else if (rc != R1D_ENOMEM) {
     r1d_fail(err, rc, "task %s: %s", out->id, err ? err->msg : "");
   }
   r1d_ids_free(&ids);
+  json_decref(built);
   free(text);
   free(rendered);
   free(m);
   return rc;
 }
 
+int r1d_grpo_task_prepare(const json_t *task, const r1d_template *tmpl,
+                          const r1d_tokenizer *tok, r1d_grpo_task *out,
+                          r1d_error *err) {
+  return task_prepare(task, tmpl, tok, 0, out, err);
+}
+
+int r1d_grpo_task_prepare_general(const json_t *task, const r1d_template *tmpl,
+                                  const r1d_tokenizer *tok, r1d_grpo_task *out,
+                                  r1d_error *err) {
+  return task_prepare(task, tmpl, tok, 1, out, err);
+}
+
 void r1d_grpo_task_free(r1d_grpo_task *t) {
   if (!t) return;
   free(t->prompt);
   json_decref(t->checker);
+  json_decref(t->messages);
   memset(t, 0, sizeof *t);
 }
 
@@ -408,6 +423,41 @@ static int sample_and_score(run *r, const r1d_grpo_task *tasks, const int *ids,
   return rc;
 }
 
+/* Alignment RL: adds w_preference * sigmoid(score) of the preference
+ * scorer to each completion's rule reward; *mean gets the mean sigmoid. The
+ * sigmoid keeps an unbounded reward-model score on the rule rewards' 0..1
+ * scale, so no weight has to be retuned per reward model. */
+static int add_preference(run *r, const r1d_grpo_task *tasks, const int *pick,
+                          int P, int G, const r1d_rollout *ro, double *rewards,
+                          double *mean, r1d_error *err) {
+  const r1d_grpo_run_config *c = r->c;
+  const char **texts = malloc((size_t)G * sizeof *texts);
+  double *scores = malloc((size_t)G * sizeof *scores);
+  int rc = texts && scores ? 0 : r1d_fail(err, R1D_ENOMEM, "out of memory");
+  double sum = 0;
+  for (int g = 0; rc == 0 && g < P; g++) {
+    for (int j = 0; j < G; j++)
+      texts[j] = ro[g * G + j].text ? ro[g * G + j].text : "";
+    rc = c->preference(c->preference_user, &tasks[pick[g]], texts, G, scores,
+                       err);
+    for (int j = 0; rc == 0 && j < G; j++) {
+      if (!isfinite(scores[j])) {
+        rc = r1d_fail(err, R1D_ERANGE,
+                      "the reward model's score of task %s is not finite",
+                      tasks[pick[g]].id);
+        break;
+      }
+      double sg = 1.0 / (1.0 + exp(-scores[j]));
+      rewards[g * G + j] += c->w_preference * sg;
+      sum += sg;
+    }
+  }
+  if (rc == 0) *mean = sum / (double)(P * G);
+  free(texts);
+  free(scores);
+  return rc;
+}
+
 /* ---- evaluation ------------------------------------------------------- */
 
 static int evaluate(run *r, const r1d_grpo_task *eval, int n_eval, long step,
@@ -548,9 +598,17 @@ static int train_step(run *r, const r1d_grpo_task *train, long step,
                         &mt->t_rollout, &mt->t_reward, err);
   if (rc) goto done;
   sampled = 1;
+  for (int i = 0; i < N; i++)
+    rewards[i] = rw[i].total;
+  mt->preference = NAN;
+  if (c->preference &&
+      step > (long)(c->preference_start * (double)c->max_steps)) {
+    rc = add_preference(r, train, pick, P, G, ro, rewards, &mt->preference,
+                        err);
+    if (rc) goto done;
+  }
   long gen_tokens = 0;
   for (int i = 0; i < N; i++) {
-    rewards[i] = rw[i].total;
     mt->accuracy += rw[i].correct;
     mt->format_rate += rw[i].format_ok;
     mt->completion_len += ro[i].n;

@@ -42,7 +42,9 @@ typedef struct r1d_grpo_task {
   int32_t *prompt; /* [n_prompt] */
   int n_prompt;
   int prompt_in_think; /* the rendered prompt ends inside <think> */
-  json_t *checker;     /* a reference owned by the task */
+  json_t *checker;     /* a reference owned by the task; NULL: a general
+                          prompt (only a preference scorer judges it) */
+  json_t *messages;    /* the prompt as chat messages (a reference) */
 } r1d_grpo_task;
 
 /* Renders task (storage/tasks.h's normalised JSON: "prompt" or "messages",
@@ -51,6 +53,17 @@ typedef struct r1d_grpo_task {
 int r1d_grpo_task_prepare(const json_t *task, const r1d_template *tmpl,
                           const r1d_tokenizer *tok, r1d_grpo_task *out,
                           r1d_error *err);
+/* The same, but a task without a checker is a general prompt (alignment
+ * RL: a reward model judges its completions) instead of an error. */
+int r1d_grpo_task_prepare_general(const json_t *task, const r1d_template *tmpl,
+                                  const r1d_tokenizer *tok, r1d_grpo_task *out,
+                                  r1d_error *err);
+
+/* A preference scorer (alignment RL, stage 4): scores[i] for the completion
+ * texts[i] of task t, higher is better. Returns 0 or an error. */
+typedef int (*r1d_preference_fn)(void *user, const r1d_grpo_task *t,
+                                 const char *const *texts, int n,
+                                 double *scores, r1d_error *err);
 void r1d_grpo_task_free(r1d_grpo_task *t);
 
 typedef struct r1d_grpo_run_config {
@@ -74,6 +87,14 @@ typedef struct r1d_grpo_run_config {
   int eval_samples; /* completions per eval task (k), >= 1 */
   float eval_temperature;
   uint64_t seed;
+  /* Alignment RL: with a scorer, every completion's reward gains
+   * w_preference * sigmoid(score) from step preference_start * max_steps
+   * on (R1 switched preference rewards on only for the last steps: longer
+   * runs hacked the reward model). NULL: rule rewards only. */
+  r1d_preference_fn preference;
+  void *preference_user;
+  double w_preference;
+  double preference_start; /* 0..1, share of the run before it switches on */
 } r1d_grpo_run_config;
 
 void r1d_grpo_run_config_default(r1d_grpo_run_config *c);
@@ -101,6 +122,7 @@ typedef struct r1d_grpo_metrics {
   double truncated_rate;          /* share stopped by the length limit */
   int groups, flat_groups;        /* flat: all rewards equal (no signal) */
   double loss, kl, clip_ratio, lr, grad_norm;
+  double preference; /* mean sigmoid(score) of the scorer, NAN when off */
   long tokens; /* completion tokens trained on */
   /* where the step's time went, seconds */
   double t_rollout, t_reward, t_ref, t_backward, t_optim, t_step;

@@ -93,7 +93,8 @@ int r1d_completion_split(const char *completion, r1d_answer_style style,
 double r1d_language_consistency(const char *text, size_t len,
                                 const char *script);
 
-/* Scores one completion against the task's checker. Returns 0, or the
+/* Scores one completion against the task's checker (NULL: no accuracy
+ * term, for general prompts that a reward model judges). Returns 0, or the
  * checker's error (a malformed checker spec, a sandbox that could not run). */
 int r1d_reward_compute(const r1d_reward_config *cfg, const json_t *checker,
                        const char *completion, const r1d_completion_info *info,

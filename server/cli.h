@@ -72,5 +72,18 @@ void cli_progress_bar(char *bar, int width, long step, long total);
 FILE *cli_open_metrics(const char *out_dir);
 /* "42s", "3m05s", "1h02m": an ETA for progress bars. */
 void cli_fmt_duration(double s, char *out, size_t n);
+/* eval, rejection-sample, distill (cmd_eval.c): a JSON array of the
+ * normalised tasks of --tasks PATH (JSONL as `r1d tasks import` takes it;
+ * bad lines listed, then refused) or of --task-gen SPEC, keeping split
+ * "train", "eval" or "all" (NULL: dflt when the file has such tasks, else
+ * all). Generated: "train" = the first `count` problems from seed, "eval"
+ * = `count` held out after train_count training ones (as `r1d grpo
+ * --task-count`; < 0: 1000, or fewer when the generator has too few
+ * problems), "all" = both. */
+struct json_t;
+int cli_tasks_read(const char *path, const char *gen_spec,
+                   long long train_count, long long count, long long seed,
+                   const char *split, const char *dflt, struct json_t **out,
+                   r1d_error *err);
 
 #endif

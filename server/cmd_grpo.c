@@ -15,6 +15,7 @@
 #include "../common/file.h"
 #include "../engine/model/model.h"
 #include "../kernels/cpu/cpu_backend.h"
+#include "../rl/align.h"
 #include "../rl/grpo_run.h"
 #include "../rl/task_gen.h"
 #include "../storage/tasks.h"
@@ -74,6 +75,24 @@ const char cmd_grpo_help[] =
     "failure (a non-finite loss names the last good checkpoint), 2 bad\n"
     "arguments or tasks.\n";
 
+const char cmd_align_help[] =
+    "usage: r1d align --model DIR --reward-model RMDIR (--tasks FILE.jsonl |\n"
+    "       --task-gen NAME) [--general FILE.jsonl] --out DIR [options]\n"
+    "\n"
+    "Alignment RL, the R1 recipe's last stage: GRPO whose reward is the rule\n"
+    "reward on reasoning tasks (their checkers, as in r1d grpo) plus\n"
+    "W * sigmoid(score) of a preference reward model trained by `r1d rm`\n"
+    "(e.g. from /v1/feedback) on every completion. --general adds prompts\n"
+    "without a checker ({\"prompt\": ...} or {\"messages\": [...]} per line)\n"
+    "that only the reward model judges. Every option of r1d grpo applies.\n"
+    "  --reward-model RMDIR     the reward model folder (r1d rm --out)\n"
+    "  --reward-preference W    its weight (default 1)\n"
+    "  --preference-start F     share of the steps before the reward model\n"
+    "                           is switched on (default 0; R1 used it only\n"
+    "                           in the last steps, as longer runs hacked it)\n"
+    "  --general FILE           general prompts, mixed into the training\n"
+    "                           tasks\n";
+
 typedef struct grpo_opts {
   const char *model, *tasks, *eval_tasks, *out, *template_name, *progress;
   const char *task_gen;
@@ -84,6 +103,10 @@ typedef struct grpo_opts {
   double temperature, top_p, beta, eps, eps_high, lr, min_lr, warmup_ratio;
   double wd, clip, w_acc, w_fmt, w_lang, w_overlong, eval_temperature;
   int dynamic, strict_format;
+  /* r1d align */
+  int align;
+  const char *reward_model, *general;
+  double w_pref, pref_start;
 } grpo_opts;
 
 typedef struct num_opt {
@@ -94,6 +117,7 @@ typedef struct num_opt {
 } num_opt;
 
 static int parse_args(int argc, char **argv, grpo_opts *o) {
+  const char *cmd = o->align ? "align" : "grpo";
   const num_opt nums[] = {
       {"num-generations", 2, 64, &o->G, NULL},
       {"prompts-per-step", 1, 4096, &o->P, NULL},
@@ -125,6 +149,8 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
       {"reward-language", 0, 1e3, NULL, &o->w_lang},
       {"overlong", 0, 1e3, NULL, &o->w_overlong},
       {"eval-temperature", 0, 2, NULL, &o->eval_temperature},
+      {"reward-preference", 0, 1e3, NULL, &o->w_pref},
+      {"preference-start", 0, 1, NULL, &o->pref_start},
   };
   enum { N_NUM = sizeof nums / sizeof nums[0], OPT_NUM = 1000 };
   const struct option named[] = {
@@ -142,6 +168,8 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
       {"answer-style", required_argument, 0, 'a'},
       {"dynamic-sampling", no_argument, 0, 'd'},
       {"strict-format", no_argument, 0, 'f'},
+      {"reward-model", required_argument, 0, 'R'},
+      {"general", required_argument, 0, 'G'},
       {"help", no_argument, 0, 'h'},
   };
   enum { N_NAMED = sizeof named / sizeof named[0] };
@@ -160,9 +188,9 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
           n->i ? cli_parse_int(optarg, (long long)n->lo, (long long)n->hi, n->i)
                : cli_parse_float(optarg, n->lo, n->hi, n->f);
       if (bad)
-        return cli_usage_error("grpo --%s: expected %s in [%g, %g], got '%s'",
-                               n->name, n->i ? "an integer" : "a number", n->lo,
-                               n->hi, optarg);
+        return cli_usage_error("%s --%s: expected %s in [%g, %g], got '%s'",
+                               cmd, n->name, n->i ? "an integer" : "a number",
+                               n->lo, n->hi, optarg);
       continue;
     }
     switch (c) {
@@ -180,36 +208,45 @@ static int parse_args(int argc, char **argv, grpo_opts *o) {
     case 'a': o->answer_style = optarg; break;
     case 'd': o->dynamic = 1; break;
     case 'f': o->strict_format = 1; break;
-    case 'h': fputs(cmd_grpo_help, stdout); return -1;
+    case 'R': o->reward_model = optarg; break;
+    case 'G': o->general = optarg; break;
+    case 'h':
+      fputs(o->align ? cmd_align_help : cmd_grpo_help, stdout);
+      return -1;
     default: return CLI_EXIT_USAGE;
     }
   }
   if (optind < argc)
-    return cli_usage_error("grpo: unexpected argument '%s'", argv[optind]);
+    return cli_usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
+  if (!o->align && (o->reward_model || o->general))
+    return cli_usage_error("grpo: --reward-model and --general belong to r1d "
+                           "align");
+  if (o->align && !o->reward_model)
+    return cli_usage_error("align: --reward-model RMDIR is required");
   if (!o->model || !o->out || !!o->tasks + !!o->task_gen != 1)
-    return cli_usage_error("grpo: --model DIR, --out DIR and one of --tasks "
-                           "FILE or --task-gen NAME are required");
+    return cli_usage_error("%s: --model DIR, --out DIR and one of --tasks "
+                           "FILE or --task-gen NAME are required",
+                           cmd);
   if (r1d_grpo_loss_parse(o->loss_type) < 0)
-    return cli_usage_error("grpo --loss-type: grpo, dapo or dr_grpo, not '%s'",
-                           o->loss_type);
+    return cli_usage_error("%s --loss-type: grpo, dapo or dr_grpo, not '%s'",
+                           cmd, o->loss_type);
   if (r1d_grpo_scale_parse(o->scale_rewards) < 0)
-    return cli_usage_error(
-        "grpo --scale-rewards: group, batch or none, not '%s'",
-        o->scale_rewards);
+    return cli_usage_error("%s --scale-rewards: group, batch or none, not '%s'",
+                           cmd, o->scale_rewards);
   if (strcmp(o->schedule, "constant") && strcmp(o->schedule, "cosine"))
-    return cli_usage_error("grpo --schedule: constant or cosine, not '%s'",
+    return cli_usage_error("%s --schedule: constant or cosine, not '%s'", cmd,
                            o->schedule);
   if (strcmp(o->answer_style, "think") && strcmp(o->answer_style, "tags"))
-    return cli_usage_error("grpo --answer-style: think or tags, not '%s'",
+    return cli_usage_error("%s --answer-style: think or tags, not '%s'", cmd,
                            o->answer_style);
   if (o->progress && strcmp(o->progress, "bar") && strcmp(o->progress, "json"))
-    return cli_usage_error("grpo --progress: bar or json, not '%s'",
+    return cli_usage_error("%s --progress: bar or json, not '%s'", cmd,
                            o->progress);
   if (o->min_lr > o->lr)
-    return cli_usage_error("grpo: --min-lr %g is above --lr %g", o->min_lr,
+    return cli_usage_error("%s: --min-lr %g is above --lr %g", cmd, o->min_lr,
                            o->lr);
   if (strlen(o->language) >= sizeof((r1d_reward_config *)0)->language)
-    return cli_usage_error("grpo --language: '%s' is too long", o->language);
+    return cli_usage_error("%s --language: '%s' is too long", cmd, o->language);
   return 0;
 }
 
@@ -320,6 +357,50 @@ static int gen_tasks(const char *spec, long long n_train, long long n_eval,
   return rc;
 }
 
+/* --general: prompts without a checker, one JSON object per line, for the
+ * reward model alone to judge. */
+static int load_general(const char *path, const r1d_template *tm,
+                        const r1d_tokenizer *tok, task_set *train,
+                        r1d_error *err) {
+  char *text = NULL;
+  size_t len = 0;
+  int rc = r1d_read_file(path, &text, &len, err);
+  long line = 0;
+  for (char *c = text, *nl; rc == 0 && c && c < text + len; c = nl + 1) {
+    nl = memchr(c, '\n', (size_t)(text + len - c));
+    if (!nl) nl = text + len;
+    line++;
+    if (nl == c) continue;
+    json_error_t je;
+    json_t *j = json_loadb(c, (size_t)(nl - c), 0, &je);
+    if (!json_is_object(j)) {
+      json_decref(j);
+      rc = r1d_fail(err, R1D_EINVAL, "%s:%ld: not a JSON object (%s)", path,
+                    line, j ? "" : je.text);
+      break;
+    }
+    if (!json_object_get(j, "id")) {
+      char id[64];
+      snprintf(id, sizeof id, "general-%ld", line);
+      json_object_set_new(j, "id", json_string(id));
+    }
+    r1d_grpo_task t;
+    r1d_error terr = {0};
+    rc = r1d_grpo_task_prepare_general(j, tm, tok, &t, &terr);
+    json_decref(j);
+    if (rc) {
+      r1d_fail(err, rc, "%s:%ld: %s", path, line, terr.msg);
+      break;
+    }
+    if (task_push(train, &t)) {
+      r1d_grpo_task_free(&t);
+      rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+    }
+  }
+  free(text);
+  return rc;
+}
+
 /* ---- progress --------------------------------------------------------- */
 
 typedef struct progress {
@@ -328,6 +409,9 @@ typedef struct progress {
 } progress;
 
 static void print_json(FILE *f, const r1d_grpo_metrics *m) {
+  char pref[48] = "";
+  if (isfinite(m->preference))
+    snprintf(pref, sizeof pref, ", \"preference\": %.6g", m->preference);
   if (m->is_eval)
     fprintf(f,
             "{\"step\": %ld, \"eval_pass1\": %.6g, \"eval_pass1_ci95\": "
@@ -347,13 +431,13 @@ static void print_json(FILE *f, const r1d_grpo_metrics *m) {
             "\"tokens\": %ld, \"t_rollout\": %.4f, \"t_reward\": %.4f, "
             "\"t_ref\": %.4f, \"t_backward\": %.4f, \"t_optim\": %.4f, "
             "\"t_step\": %.4f, \"rollout_tokens_per_s\": %.1f, "
-            "\"elapsed_s\": %.3f, \"eta_s\": %.1f}\n",
+            "\"elapsed_s\": %.3f, \"eta_s\": %.1f%s}\n",
             m->step, m->total_steps, m->reward_mean, m->reward_std, m->accuracy,
             m->format_rate, m->completion_len, m->truncated_rate, m->groups,
             m->flat_groups, m->loss, m->kl, m->clip_ratio, m->lr, m->grad_norm,
             m->tokens, m->t_rollout, m->t_reward, m->t_ref, m->t_backward,
             m->t_optim, m->t_step, m->rollout_tokens_per_s, m->elapsed_s,
-            m->eta_s);
+            m->eta_s, pref);
   fflush(f);
 }
 
@@ -391,8 +475,10 @@ static void on_checkpoint(void *user, const char *path, long step) {
 
 /* ---- the command ------------------------------------------------------ */
 
-int cmd_grpo(int argc, char **argv) {
-  grpo_opts o = {.G = 8,
+static int grpo_main(int argc, char **argv, int align) {
+  grpo_opts o = {.align = align,
+                 .w_pref = 1.0,
+                 .G = 8,
                  .task_count = 1000,
                  .eval_count = 200,
                  .P = 8,
@@ -424,6 +510,7 @@ int cmd_grpo(int argc, char **argv) {
   r1d_tokenizer *tok = NULL;
   r1d_template *tmpl = NULL;
   r1d_model *model = NULL;
+  r1d_reward_model *rm = NULL;
   task_set train = {0}, eval = {0};
   progress prog = {0};
   int status = CLI_EXIT_FAIL;
@@ -437,6 +524,9 @@ int cmd_grpo(int argc, char **argv) {
                            tok, &train, &eval, &err)) ||
       (o.eval_tasks &&
        load_tasks(o.eval_tasks, 1, tmpl, tok, &train, &eval, &err)) ||
+      (o.general && load_general(o.general, tmpl, tok, &train, &err)) ||
+      (o.reward_model &&
+       r1d_reward_model_load(o.reward_model, (int)o.threads, &rm, &err)) ||
       r1d_model_load(o.model, &be, &model, &err)) {
     status = cli_report(&err);
     goto done;
@@ -488,6 +578,12 @@ int cmd_grpo(int argc, char **argv) {
   c.eval_samples = (int)o.eval_samples;
   c.eval_temperature = (float)o.eval_temperature;
   c.seed = (uint64_t)o.seed;
+  if (rm) {
+    c.preference = r1d_align_score;
+    c.preference_user = rm;
+    c.w_preference = o.w_pref;
+    c.preference_start = o.pref_start;
+  }
 
   if (r1d_mkdir_p(o.out, &err)) {
     status = cli_report(&err);
@@ -516,7 +612,16 @@ done:
   task_set_free(&train);
   task_set_free(&eval);
   r1d_model_free(model);
+  r1d_reward_model_free(rm);
   r1d_template_free(tmpl);
   r1d_tokenizer_free(tok);
   return status;
+}
+
+int cmd_grpo(int argc, char **argv) {
+  return grpo_main(argc, argv, 0);
+}
+
+int cmd_align(int argc, char **argv) {
+  return grpo_main(argc, argv, 1);
 }

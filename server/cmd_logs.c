@@ -1,8 +1,10 @@
 /* cmd_logs.c - `r1d logs export`: the logged interactions as JSONL, either
  * as training rows that TRL and Hugging Face datasets read unchanged
- * ({"messages": [...]}, one row per chat choice) or as the raw records with
- * their feedback. Opens the database read-only, so it runs beside a live
- * server and sees every answer committed so far. */
+ * ({"messages": [...]}, one row per chat choice), as the raw records with
+ * their feedback, or as the preference pairs users' feedback implies
+ * (storage/feedback_pairs.h, what `r1d rm` trains on). Opens the database
+ * read-only, so it runs beside a live server and sees every answer
+ * committed so far. */
 #include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -10,12 +12,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "../storage/feedback_pairs.h"
 #include "../storage/interactions.h"
 #include "cli.h"
 
 const char cmd_logs_help[] =
-    "usage: r1d logs export [--since T] [--format messages|raw] [-o FILE]\n"
-    "                       [--data-dir DIR]\n"
+    "usage: r1d logs export [--since T] [--format messages|raw|pairs] "
+    "[-o FILE]\n"
+    "                       [--data-dir DIR] [--max-pairs N]\n"
     "\n"
     "Writes the interactions r1d serve logged, oldest first, as JSONL.\n"
     "--format messages (default): one row per choice of each successful chat\n"
@@ -28,6 +32,16 @@ const char cmd_logs_help[] =
     "read.\n"
     "--format raw: every record as stored (chat and completions, errors and\n"
     "  cancelled ones too), with a \"feedback\" list when there is feedback.\n"
+    "--format pairs: preference pairs from users' feedback, one\n"
+    "  {\"prompt\": [messages], \"chosen\", \"rejected\", \"source\":\n"
+    "  \"preferred\"|\"ratings\", \"ids\"} per line (TRL RewardTrainer's "
+    "shape,\n"
+    "  what `r1d rm --data` reads): a \"preferred\" text beats the logged\n"
+    "  answer; answers to the same prompt with different ratings pair up "
+    "(the\n"
+    "  higher-rated chosen, at most 16 per prompt); a lone rating gives "
+    "none.\n"
+    "  --max-pairs N stops after N; --since does not apply.\n"
     "--since T: only answers from T on; T is Unix seconds, 2026-12-01,\n"
     "  2026-12-01T08:00:00Z, or an age such as 30m, 24h, 7d.\n"
     "--data-dir DIR is the data dir of r1d serve (default r1d-data).\n";
@@ -126,14 +140,51 @@ static int export_txn(r1d_txn *t, void *arg, r1d_error *err) {
   return r1d_interactions_scan(t, q->after, export_one, q->x, err);
 }
 
+/* --format pairs: storage/feedback_pairs.h's pairs, one per line. */
+static int export_pairs(const char *dir, const char *out_path, long max_pairs) {
+  r1d_db_options o = {.read_only = 1};
+  r1d_db *db = NULL;
+  r1d_error err = {0};
+  json_t *pairs = NULL;
+  if (r1d_db_open(dir, &o, &db, &err)) return cli_report(&err);
+  int rc = r1d_feedback_pairs_collect(db, max_pairs, &pairs, &err);
+  r1d_db_close(db);
+  if (rc) return cli_report(&err);
+  FILE *out = stdout;
+  if (out_path && !(out = fopen(out_path, "w"))) {
+    json_decref(pairs);
+    return cli_usage_error("%s: cannot write", out_path);
+  }
+  export_ctx x = {.out = out};
+  size_t i;
+  json_t *p;
+  long sources[2] = {0, 0};
+  json_array_foreach(pairs, i, p) {
+    const char *src = json_string_value(json_object_get(p, "source"));
+    sources[src && !strcmp(src, "ratings")]++;
+    if (put_line(&x, p)) break;
+  }
+  json_decref(pairs);
+  if (fflush(out) == EOF) x.write_failed = 1;
+  if (out != stdout && fclose(out) == EOF) x.write_failed = 1;
+  if (x.write_failed)
+    return cli_usage_error("%s: write failed", out_path ? out_path : "stdout");
+  fprintf(stderr,
+          "r1d: exported %zu pairs (%ld from preferred texts, %ld from "
+          "ratings)\n",
+          x.rows, sources[0], sources[1]);
+  return CLI_EXIT_OK;
+}
+
 static int logs_export(int argc, char **argv) {
   static const struct option opts[] = {{"since", required_argument, 0, 's'},
                                        {"format", required_argument, 0, 'f'},
                                        {"output", required_argument, 0, 'o'},
                                        {"data-dir", required_argument, 0, 'd'},
+                                       {"max-pairs", required_argument, 0, 'p'},
                                        {0, 0, 0, 0}};
   const char *dir = "r1d-data", *out_path = NULL, *format = "messages";
-  long long since_ms = 0;
+  long long since_ms = 0, max_pairs = 0;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
@@ -148,16 +199,27 @@ static int logs_export(int argc, char **argv) {
     case 'f': format = optarg; break;
     case 'o': out_path = optarg; break;
     case 'd': dir = optarg; break;
+    case 'p':
+      if (cli_parse_int(optarg, 1, 1LL << 40, &max_pairs))
+        return cli_usage_error("--max-pairs: expected a positive integer, got "
+                               "'%s'",
+                               optarg);
+      break;
     default: return CLI_EXIT_USAGE;
     }
   }
   if (optind < argc)
     return cli_usage_error("logs export: unexpected argument '%s'",
                            argv[optind]);
-  int raw = !strcmp(format, "raw");
-  if (!raw && strcmp(format, "messages"))
-    return cli_usage_error("--format: expected messages or raw, got '%s'",
-                           format);
+  int raw = !strcmp(format, "raw"), pairs = !strcmp(format, "pairs");
+  if (!raw && !pairs && strcmp(format, "messages"))
+    return cli_usage_error(
+        "--format: expected messages, raw or pairs, got '%s'", format);
+  if (pairs && since_ms)
+    return cli_usage_error("--since does not apply to --format pairs");
+  if (max_pairs && !pairs)
+    return cli_usage_error("--max-pairs needs --format pairs");
+  if (pairs) return export_pairs(dir, out_path, (long)max_pairs);
   r1d_db_options o = {.read_only = 1};
   r1d_db *db = NULL;
   r1d_error err = {0};

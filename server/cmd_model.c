@@ -9,23 +9,29 @@
 #include "cli.h"
 
 const char cmd_model_help[] =
-    "usage: r1d model init --arch qwen2|llama --preset tiny|small --out DIR\n"
-    "                      [--seed S]\n"
+    "usage: r1d model init --arch qwen2|llama --preset micro|tiny|small\n"
+    "                      --out DIR [--seed S] [--tokenizer FILE]\n"
     "       r1d model info --model DIR\n"
     "\n"
     "init writes a Hugging Face model folder with seeded random weights "
     "(F32),\n"
     "a byte-level tokenizer with the R1 chat and <think>/</think>/<answer>/\n"
-    "</answer> tokens, and an R1-distill chat template. Presets: tiny (~1M\n"
-    "parameters), small (~100M). info prints the config r1d reads.\n";
+    "</answer> tokens, and an R1-distill chat template. Presets: micro "
+    "(hidden\n"
+    "64, 2 layers: a student for distillation), tiny (~1M parameters), small\n"
+    "(~100M). --tokenizer FILE uses that tokenizer.json instead (e.g. from\n"
+    "`r1d tokenizer train`): vocab size from it (rounded up to a multiple of\n"
+    "16), bos/eos from the tokenizer_config.json beside it (else the R1\n"
+    "tokens), which is copied too. info prints the config r1d reads.\n";
 
 static int model_init(int argc, char **argv) {
   static const struct option opts[] = {{"arch", required_argument, 0, 'a'},
                                        {"preset", required_argument, 0, 'p'},
                                        {"out", required_argument, 0, 'o'},
                                        {"seed", required_argument, 0, 's'},
+                                       {"tokenizer", required_argument, 0, 't'},
                                        {0, 0, 0, 0}};
-  const char *arch = "qwen2", *preset = "tiny", *out = NULL;
+  const char *arch = "qwen2", *preset = "tiny", *out = NULL, *tok = NULL;
   long long seed = 0;
   int c;
   optind = 1;
@@ -34,6 +40,7 @@ static int model_init(int argc, char **argv) {
     case 'a': arch = optarg; break;
     case 'p': preset = optarg; break;
     case 'o': out = optarg; break;
+    case 't': tok = optarg; break;
     case 's':
       if (cli_parse_int(optarg, 0, 1LL << 62, &seed))
         return cli_usage_error(
@@ -53,7 +60,8 @@ static int model_init(int argc, char **argv) {
   r1d_config cfg;
   r1d_error err = {0};
   if (r1d_model_preset(a, preset, &cfg, &err) ||
-      r1d_model_init_dir(out, &cfg, (uint64_t)seed, &err))
+      (tok && r1d_model_use_tokenizer(&cfg, tok, &err)) ||
+      r1d_model_init_dir_tokenizer(out, &cfg, (uint64_t)seed, tok, &err))
     return cli_report(&err);
   printf("wrote %s: %s %s, %.2fM parameters\n", out, arch, preset,
          (double)r1d_config_param_count(&cfg) / 1e6);

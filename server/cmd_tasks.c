@@ -4,6 +4,7 @@
  * the readers open the database read-only, beside a running server. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,9 @@
 
 #include "../common/buf.h"
 #include "../common/file.h"
+#include "../common/rng.h"
 #include "../common/utf8.h"
+#include "../engine/text/template.h"
 #include "../rl/task_gen.h"
 #include "../storage/tasks.h"
 #include "cli.h"
@@ -22,8 +25,10 @@ const char cmd_tasks_help[] =
     "       r1d tasks list [--split S] [--limit N] [--after ID] "
     "[--data-dir DIR]\n"
     "       r1d tasks stats [--data-dir DIR]\n"
-    "       r1d tasks gen NAME[:LEVEL] [--count N] [--eval-count M] [--seed "
-    "S]\n"
+    "       r1d tasks gen NAME[:LEVEL][:STYLE] [--count N] [--eval-count M]\n"
+    "             [--seed S] [--format tasks|sft|text] [--mix MIX]\n"
+    "             [--prompt-style natural|plain] [--split train|eval]\n"
+    "             [--import [--data-dir DIR]]\n"
     "\n"
     "Rule-verifiable tasks for training: a prompt (or chat messages) and the\n"
     "checker that scores an answer. One task is a JSON object:\n"
@@ -56,7 +61,50 @@ const char cmd_tasks_help[] =
     "list prints id, split, checker, source and the prompt's start, --limit\n"
     "(default 50, 0: all) at a time; --after ID continues after that task.\n"
     "stats prints task counts by split, checker type and source as JSON.\n"
-    "--data-dir DIR is the data dir of r1d serve (default r1d-data).\n";
+    "--data-dir DIR is the data dir of r1d serve (default r1d-data).\n"
+    "\n"
+    "gen writes generated tasks as JSONL to stdout (seeded; every problem\n"
+    "distinct, by its operands whatever the wording; --count train tasks,\n"
+    "default 1000, then --eval-count eval tasks, default 200, never sharing\n"
+    "a problem; --seed default 1). Generators and levels:\n"
+    "  addition[:D]   D-digit + D-digit, D 1..9 (default 2), carries at\n"
+    "                 every level\n"
+    "  multiply[:D]   D-digit times one digit 2..9, D 1..6 (default 2)\n"
+    "  multistep[:N]  N operations of + - * with precedence, N 1..8 (default\n"
+    "                 3)\n"
+    "  countdown[:N]  N numbers 1..25 and a reachable target, N 2..6\n"
+    "                 (default 4), countdown checker; the others math\n"
+    "Prompts are natural (\"What is 347 + 285?\", \"Use 3, 7, 25, 4 to make\n"
+    "31 with + - * /, each once.\"); --prompt-style plain or a :plain suffix\n"
+    "gives the terse \"347+285=\". Every task carries a worked solution:\n"
+    "\"solution\": {\"thought\": \"7 + 5 = 12, write 2 carry 1\\n...\", "
+    "\"answer\":\n"
+    "\"632\"}: one step per line, the answer the checker accepts.\n"
+    "--format picks what each line is:\n"
+    "  tasks  the task (default; all splits unless --split)\n"
+    "  sft    rows for r1d sft (cold start): {\"messages\": [user PROMPT,\n"
+    "         assistant \"<think>\\nTHOUGHT\\n</think>\\n\\nANSWER\"]}\n"
+    "  text   {\"text\": ...} for r1d pretrain --data, each document in one\n"
+    "         style drawn by the seed with --mix's weights (default\n"
+    "         direct=0.4,english=0.3,chinese=0.15,zero=0.15; names left out\n"
+    "         weigh 0; the weights are shares of their sum):\n"
+    "           direct   \"What is 347 + 285? 632\"\n"
+    "           english  the question, the thought, \"Answer: 632\"\n"
+    "           chinese  the same with Chinese connective words in the\n"
+    "                    thought (\"7 加 5 得 12，写 2 进 1\"): the\n"
+    "                    mixed-language thoughts that cold-start SFT and\n"
+    "                    the language reward are there to fix\n"
+    "           zero     the R1-Zero template's prompt then \" <think> "
+    "THOUGHT\n"
+    "                    </think> <answer> ANSWER </answer>\"; 40% of them\n"
+    "                    with a one-sentence thought (\"I add the "
+    "numbers.\"),\n"
+    "                    40% of the rest with the Chinese one, and a quarter\n"
+    "                    with the answer bare after </think> (no tags): the\n"
+    "                    unevenness of web text that R1-Zero starts from\n"
+    "sft and text use the train split unless --split eval says otherwise.\n"
+    "--import (format tasks) stores the tasks in --data-dir's database as\n"
+    "import does and prints its summary instead of the tasks.\n";
 
 static const char default_data_dir[] = "r1d-data";
 
@@ -117,6 +165,39 @@ static int read_stdin(char **data, size_t *len, r1d_error *err) {
   return 0;
 }
 
+/* Imports text[0..len) into DIR's database in one transaction and reports
+ * as `tasks import` does (each bad line to stderr as `r1d: SHOWN:LINE:
+ * msg`, then the counts on stdout). Returns the exit status. */
+static int import_text(const char *dir, const char *shown, const char *text,
+                       size_t len, int strict) {
+  size_t stored = 0;
+  r1d_db *db = NULL;
+  r1d_task_batch b = {0};
+  r1d_error err = {0};
+  int status = CLI_EXIT_OK;
+  int rc = open_db(dir, 0, import_map_size(len), &db, &err);
+  if (rc) goto fail;
+  rc = r1d_tasks_import(db, text, len, strict, &b, &stored, &err);
+  /* strict refusing the batch is the bad lines' outcome, reported below */
+  int refused = rc == R1D_EINVAL && strict && b.n_errors;
+  if (rc && !refused) goto fail;
+  size_t skipped = refused ? b.n : 0; /* less the duplicates, below */
+  for (size_t i = 0; i < b.n_errors; i++) {
+    fprintf(stderr, "r1d: %s:%zu: %s\n", shown, b.errors[i].line,
+            b.errors[i].msg);
+    if (refused && b.errors[i].code == R1D_EEXIST) skipped--;
+  }
+  printf("imported %zu tasks, %zu bad lines (%zu skipped)\n", stored,
+         b.n_errors, skipped);
+  status = b.n_errors ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+  rc = 0;
+fail:
+  if (rc) status = cli_report(&err);
+  r1d_task_batch_free(&b);
+  r1d_db_close(db);
+  return status;
+}
+
 static int tasks_import(int argc, char **argv) {
   static const struct option opts[] = {{"strict", no_argument, 0, 's'},
                                        {"data-dir", required_argument, 0, 'd'},
@@ -136,32 +217,12 @@ static int tasks_import(int argc, char **argv) {
   const char *path = argv[optind];
   const char *shown = strcmp(path, "-") == 0 ? "stdin" : path;
   char *text = NULL;
-  size_t len = 0, stored = 0;
-  r1d_db *db = NULL;
-  r1d_task_batch b = {0};
+  size_t len = 0;
   r1d_error err = {0};
-  int status = CLI_EXIT_OK;
   int rc = strcmp(path, "-") == 0 ? read_stdin(&text, &len, &err)
                                   : r1d_read_file(path, &text, &len, &err);
-  if (rc || (rc = open_db(dir, 0, import_map_size(len), &db, &err))) goto fail;
-  rc = r1d_tasks_import(db, text, len, strict, &b, &stored, &err);
-  /* strict refusing the batch is the bad lines' outcome, reported below */
-  int refused = rc == R1D_EINVAL && strict && b.n_errors;
-  if (rc && !refused) goto fail;
-  size_t skipped = refused ? b.n : 0; /* less the duplicates, below */
-  for (size_t i = 0; i < b.n_errors; i++) {
-    fprintf(stderr, "r1d: %s:%zu: %s\n", shown, b.errors[i].line,
-            b.errors[i].msg);
-    if (refused && b.errors[i].code == R1D_EEXIST) skipped--;
-  }
-  printf("imported %zu tasks, %zu bad lines (%zu skipped)\n", stored,
-         b.n_errors, skipped);
-  status = b.n_errors ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-  rc = 0;
-fail:
-  if (rc) status = cli_report(&err);
-  r1d_task_batch_free(&b);
-  r1d_db_close(db);
+  int status =
+      rc ? cli_report(&err) : import_text(dir, shown, text, len, strict);
   free(text);
   return status;
 }
@@ -451,46 +512,327 @@ fail:
   return rc ? cli_report(&err) : CLI_EXIT_OK;
 }
 
-/* r1d tasks gen NAME[:LEVEL]: generated tasks (rl/task_gen.h) as JSONL on
- * stdout, ready for `r1d tasks import` or `r1d grpo --tasks`. */
-static int tasks_gen(int argc, char **argv) {
+/* ---- r1d tasks gen ---- */
+
+/* The styles of a pretraining document (--format text), in --mix order. */
+enum { DOC_DIRECT, DOC_ENGLISH, DOC_CHINESE, DOC_ZERO, N_DOC_STYLES };
+static const char *const doc_style_names[N_DOC_STYLES] = {"direct", "english",
+                                                          "chinese", "zero"};
+static const char default_mix[] = "direct=0.4,english=0.3,chinese=0.15,"
+                                  "zero=0.15";
+
+/* --mix NAME=W,...: weights >= 0 of the styles named (others 0), not all
+ * 0; they need not sum to 1 (each is its share of the sum). Returns 0, or
+ * the usage error's exit status after printing it. */
+static int parse_mix(const char *text, double w[N_DOC_STYLES]) {
+  char buf[256];
+  if (strlen(text) >= sizeof buf) return cli_usage_error("--mix: too long");
+  snprintf(buf, sizeof buf, "%s", text);
+  int given[N_DOC_STYLES] = {0};
+  double sum = 0;
+  for (int i = 0; i < N_DOC_STYLES; i++)
+    w[i] = 0;
+  char *save = NULL;
+  for (char *item = strtok_r(buf, ",", &save); item;
+       item = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(item, '=');
+    if (!eq)
+      return cli_usage_error("--mix: expected NAME=WEIGHT, got '%s' (names: "
+                             "direct, english, chinese, zero)",
+                             item);
+    *eq = '\0';
+    int k = -1;
+    for (int i = 0; i < N_DOC_STYLES; i++)
+      if (strcmp(item, doc_style_names[i]) == 0) k = i;
+    if (k < 0)
+      return cli_usage_error("--mix: unknown style '%s' (direct, english, "
+                             "chinese, zero)",
+                             item);
+    if (given[k]) return cli_usage_error("--mix: %s given twice", item);
+    given[k] = 1;
+    if (cli_parse_float(eq + 1, 0, 1e9, &w[k]))
+      return cli_usage_error("--mix: %s: expected a weight >= 0, got '%s'",
+                             item, eq + 1);
+    sum += w[k];
+  }
+  if (!(sum > 0))
+    return cli_usage_error("--mix: the weights must not all be 0 (got '%s')",
+                           text);
+  return 0;
+}
+
+/* Appends printf output to b; R1D_ENOMEM on failure. */
+static int buf_printf(r1d_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int buf_printf(r1d_buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (k < 0 || r1d_buf_reserve(b, (size_t)k + 1)) return R1D_ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
+  va_end(ap);
+  b->n += (size_t)k;
+  return 0;
+}
+
+typedef struct gen_args {
+  long long count, eval_count, seed;
+  const char *format; /* tasks, sft or text */
+  const char *split;  /* NULL: the format's default */
+  const char *dir;    /* with --import */
+  int import;
+  r1d_prompt_style style;
+  double mix[N_DOC_STYLES];
+} gen_args;
+
+static const char *str_of(const json_t *o, const char *key) {
+  const char *s = json_string_value(json_object_get(o, key));
+  return s ? s : "";
+}
+
+/* The R1-Zero rendering of one question and its worked reply, from the
+ * template code itself so that the bytes are the ones GRPO will prompt
+ * with: "A conversation between User and Assistant. ... User: PROMPT.
+ * Assistant: <think> THOUGHT </think> <answer> ANSWER </answer>". */
+static int zero_doc(const r1d_template *tm, const char *prompt,
+                    const char *thought, const char *answer, int untagged,
+                    r1d_buf *doc, r1d_error *err) {
+  r1d_chat_message q = {.role = "user", .content = prompt};
+  r1d_chat_message a = {
+      .role = "assistant", .content = answer, .reasoning_content = thought};
+  char *head = NULL, *tail = NULL;
+  int rc = r1d_template_render(tm, &q, 1, 1, &head, err);
+  if (!rc && untagged) { /* the answer without its <answer> tags */
+    r1d_buf b = {0};
+    if (buf_printf(&b, " <think> %s </think> %s", thought, answer))
+      rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+    tail = b.p;
+  } else if (!rc) {
+    rc = r1d_template_render_reply(tm, &a, &tail, err);
+  }
+  if (!rc && (r1d_buf_append(doc, head, strlen(head)) ||
+              r1d_buf_append(doc, tail, strlen(tail))))
+    rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+  free(head);
+  free(tail);
+  return rc;
+}
+
+/* How a zero document's reply looks: the thought is the one-sentence one,
+ * the worked one, or the worked one in Chinese; the answer is in <answer>
+ * tags or, sloppily, bare after </think>. Web text is that uneven, and the
+ * R1 paper's R1-Zero findings (poor readability, language mixing, format
+ * that the format reward has to teach) need a base model that saw it. */
+typedef struct zero_variant {
+  int short_thought, chinese, untagged;
+} zero_variant;
+
+/* One pretraining document of style `style` for task t into doc. */
+static int text_doc(const json_t *t, int style, zero_variant zv,
+                    const r1d_template *tm, r1d_buf *doc, r1d_error *err) {
+  const json_t *sol = json_object_get(t, "solution");
+  const char *prompt = str_of(t, "prompt"), *answer = str_of(sol, "answer");
+  const char *thought =
+      str_of(sol, style == DOC_CHINESE || (style == DOC_ZERO && zv.chinese)
+                      ? "thought_zh"
+                      : "thought");
+  /* the terse "347+285=" prompt reads on straight into its answer */
+  size_t plen = strlen(prompt);
+  int glued = plen && prompt[plen - 1] == '=';
+  int rc = 0;
+  switch (style) {
+  case DOC_DIRECT:
+    rc = buf_printf(doc, "%s%s%s", prompt, glued ? "" : " ", answer);
+    break;
+  case DOC_ENGLISH:
+  case DOC_CHINESE:
+    rc = buf_printf(doc, "%s\n%s\nAnswer: %s", prompt, thought, answer);
+    break;
+  default:
+    return zero_doc(tm, prompt,
+                    zv.short_thought ? str_of(sol, "thought_short") : thought,
+                    answer, zv.untagged, doc, err);
+  }
+  return rc ? r1d_fail(err, R1D_ENOMEM, "out of memory") : 0;
+}
+
+/* One output line for task t in the chosen format, appended to line. */
+static int gen_line(const gen_args *a, const json_t *t, r1d_rng *rng,
+                    const r1d_template *tm, r1d_buf *line, r1d_error *err) {
+  json_t *row = NULL;
+  int rc = 0;
+  if (strcmp(a->format, "sft") == 0) {
+    const json_t *sol = json_object_get(t, "solution");
+    r1d_buf reply = {0};
+    if (buf_printf(&reply, "<think>\n%s\n</think>\n\n%s",
+                   str_of(sol, "thought"), str_of(sol, "answer")) == 0)
+      row = json_pack("{s:[{s:s, s:s}, {s:s, s:s%}]}", "messages", "role",
+                      "user", "content", str_of(t, "prompt"), "role",
+                      "assistant", "content", reply.p, reply.n);
+    r1d_buf_free(&reply);
+  } else if (strcmp(a->format, "text") == 0) {
+    double total = 0, u;
+    int style = 0;
+    for (int i = 0; i < N_DOC_STYLES; i++)
+      total += a->mix[i];
+    u = r1d_rng_uniform(rng) * total;
+    /* the first style whose cumulative weight passes u; a zero weight is
+     * never picked, even at u == 0 */
+    for (style = 0; style < N_DOC_STYLES - 1; style++) {
+      if (a->mix[style] > 0 && u < a->mix[style]) break;
+      u -= a->mix[style];
+    }
+    while (a->mix[style] <= 0)
+      style--;
+    zero_variant zv;
+    zv.short_thought = r1d_rng_uniform(rng) < 0.4;
+    zv.chinese = r1d_rng_uniform(rng) < 0.4;
+    zv.untagged = r1d_rng_uniform(rng) < 0.25;
+    r1d_buf doc = {0};
+    rc = text_doc(t, style, zv, tm, &doc, err);
+    if (!rc) row = json_pack("{s:s%}", "text", doc.p ? doc.p : "", doc.n);
+    r1d_buf_free(&doc);
+    if (rc) return rc;
+  } else {
+    row = json_incref((json_t *)t);
+  }
+  char *s = row ? json_dumps(row, JSON_COMPACT) : NULL;
+  json_decref(row);
+  if (!s || r1d_buf_append(line, s, strlen(s)) || r1d_buf_append(line, "\n", 1))
+    rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
+  free(s);
+  return rc;
+}
+
+static int parse_gen_args(int argc, char **argv, gen_args *a) {
   static const struct option opts[] = {
       {"count", required_argument, 0, 'c'},
       {"eval-count", required_argument, 0, 'e'},
       {"seed", required_argument, 0, 's'},
+      {"format", required_argument, 0, 'f'},
+      {"mix", required_argument, 0, 'm'},
+      {"prompt-style", required_argument, 0, 'p'},
+      {"split", required_argument, 0, 'S'},
+      {"import", no_argument, 0, 'i'},
+      {"data-dir", required_argument, 0, 'd'},
       {0, 0, 0, 0}};
-  long long count = 1000, eval_count = 200, seed = 1;
-  int c, idx;
+  *a = (gen_args){
+      .count = 1000, .eval_count = 200, .seed = 1, .format = "tasks"};
+  const char *mix = NULL;
+  int c, idx, rc;
   optind = 1;
   while ((c = getopt_long(argc, argv, "", opts, &idx)) != -1) {
-    long long *dst = c == 'c' ? &count : c == 'e' ? &eval_count : &seed;
-    if (c == '?') return CLI_EXIT_USAGE;
-    if (cli_parse_int(optarg, 0, c == 's' ? (1LL << 62) : 1000000, dst))
-      return cli_usage_error("tasks gen --%s: expected a non-negative "
-                             "integer, got '%s'",
-                             opts[c == 'c'   ? 0
-                                  : c == 'e' ? 1
-                                             : 2]
-                                 .name,
-                             optarg);
+    switch (c) {
+    case 'c':
+    case 'e':
+    case 's': {
+      long long *dst = c == 'c'   ? &a->count
+                       : c == 'e' ? &a->eval_count
+                                  : &a->seed;
+      if (cli_parse_int(optarg, 0, c == 's' ? (1LL << 62) : 1000000, dst))
+        return cli_usage_error("tasks gen --%s: expected a non-negative "
+                               "integer, got '%s'",
+                               opts[idx].name, optarg);
+      break;
+    }
+    case 'f':
+      if (strcmp(optarg, "tasks") && strcmp(optarg, "sft") &&
+          strcmp(optarg, "text"))
+        return cli_usage_error("tasks gen --format: expected tasks, sft or "
+                               "text, got '%s'",
+                               optarg);
+      a->format = optarg;
+      break;
+    case 'm': mix = optarg; break;
+    case 'p':
+      if (strcmp(optarg, "natural") && strcmp(optarg, "plain"))
+        return cli_usage_error("tasks gen --prompt-style: expected natural or "
+                               "plain, got '%s'",
+                               optarg);
+      a->style = optarg[0] == 'p' ? R1D_PROMPT_PLAIN : R1D_PROMPT_NATURAL;
+      break;
+    case 'S':
+      if (strcmp(optarg, "train") && strcmp(optarg, "eval"))
+        return cli_usage_error("--split: expected train or eval, got '%s'",
+                               optarg);
+      a->split = optarg;
+      break;
+    case 'i': a->import = 1; break;
+    case 'd': a->dir = optarg; break;
+    default: return CLI_EXIT_USAGE;
+    }
   }
   if (optind != argc - 1)
     return cli_usage_error("tasks gen: expected one generator: addition[:D], "
-                           "multistep[:N] or countdown[:N]");
-  json_t *arr = NULL;
+                           "multiply[:D], multistep[:N] or countdown[:N]");
+  int text = strcmp(a->format, "text") == 0;
+  if (mix && !text)
+    return cli_usage_error("tasks gen: --mix is for --format text");
+  if ((rc = parse_mix(mix ? mix : default_mix, a->mix))) return rc;
+  if (a->import && strcmp(a->format, "tasks") != 0)
+    return cli_usage_error("tasks gen: --import stores tasks: it takes no "
+                           "--format %s",
+                           a->format);
+  if (a->dir && !a->import)
+    return cli_usage_error("tasks gen: --data-dir goes with --import");
+  if (!a->dir) a->dir = default_data_dir;
+  /* SFT rows and pretraining text come from the training problems only:
+   * held-out problems in them would leak into the eval split */
+  if (!a->split && strcmp(a->format, "tasks") != 0) a->split = "train";
+  return 0;
+}
+
+/* r1d tasks gen SPEC: generated tasks (rl/task_gen.h) as JSONL on stdout
+ * in one of three formats, or stored with --import. */
+typedef struct gen_run {
+  const gen_args *a;
+  r1d_rng rng;
+  const r1d_template *tm;
+  r1d_buf out;
+} gen_run;
+
+static int gen_one(void *user, json_t *task, r1d_error *err) {
+  gen_run *g = user;
+  if (g->a->split && strcmp(str_of(task, "split"), g->a->split) != 0) return 0;
+  return gen_line(g->a, task, &g->rng, g->tm, &g->out, err);
+}
+
+static int tasks_gen(int argc, char **argv) {
+  gen_args a;
+  int status = parse_gen_args(argc, argv, &a);
+  if (status) return status;
+  gen_run g = {.a = &a};
+  r1d_template *tm = NULL;
   r1d_error err = {0};
-  if (r1d_task_gen(argv[optind], (int)count, (int)eval_count, (uint64_t)seed,
-                   &arr, &err))
-    return cli_report(&err);
-  size_t i;
-  json_t *t;
-  json_array_foreach(arr, i, t) {
-    char *line = json_dumps(t, JSON_COMPACT);
-    if (line) puts(line);
-    free(line);
+  r1d_task_gen_opts o = {.style = a.style,
+                         .extra_thoughts = strcmp(a.format, "text") == 0};
+  int rc = 0;
+  if (strcmp(a.format, "text") == 0)
+    rc = r1d_template_from_name("r1-zero", "", "", &tm, &err);
+  g.tm = tm;
+  /* the documents' styles from a stream of their own, so the tasks drawn
+   * for a seed stay the same whatever the format */
+  r1d_rng_seed(&g.rng, (uint64_t)a.seed ^ 0x6d69782d7374796cULL);
+  /* all lines are held (a few hundred bytes a task) and written at the end,
+   * so that a generator short of distinct problems prints nothing */
+  if (!rc)
+    rc = r1d_task_gen_each(argv[optind], (int)a.count, (int)a.eval_count,
+                           (uint64_t)a.seed, &o, gen_one, &g, &err);
+  if (rc)
+    status = cli_report(&err);
+  else if (a.import)
+    status =
+        import_text(a.dir, "tasks gen", g.out.p ? g.out.p : "", g.out.n, 0);
+  else if (fwrite(g.out.p ? g.out.p : "", 1, g.out.n, stdout) != g.out.n ||
+           fflush(stdout) != 0) {
+    fprintf(stderr, "r1d: stdout: write failed: %s\n", strerror(errno));
+    status = CLI_EXIT_FAIL;
   }
-  json_decref(arr);
-  return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+  r1d_buf_free(&g.out);
+  r1d_template_free(tm);
+  return status;
 }
 
 int cmd_tasks(int argc, char **argv) {

@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include "../common/file.h"
+#include "../rl/align.h"
 #include "../rl/grpo_run.h"
 #include "../rl/sft.h"
 #include "../storage/checkpoints.h"
+#include "../storage/feedback_pairs.h"
 #include "../storage/interactions.h"
 #include "../storage/tasks.h"
 #include "server.h"
@@ -43,11 +45,18 @@ typedef struct job {
   int swap_auto;
   double min_improvement;
   double min_format_ratio, min_length_ratio; /* the sanity checks */
-  int scheduled;                             /* started by the schedule */
+  /* align: the reward model's preference is what it gains; on the
+   * held-out tasks it only has to keep pass@1 within this of the live */
+  double max_regression;
+  int scheduled;           /* started by the schedule */
   r1d_grpo_run_config cfg; /* grpo; for sft and eval, the evaluation's */
   r1d_sft_config sft;      /* sft: the run (paths filled in at the start) */
   char sft_data[1024];     /* sft: the JSONL file */
   int sft_max_len;
+  /* align: the reward model trained first from /v1/feedback's pairs */
+  long rm_steps, min_pairs;
+  double rm_lr, w_pref, pref_start;
+  json_t *reward_model;              /* its summary, once trained */
   json_t *config;                    /* as given */
   double created, started, finished; /* unix seconds; 0: not yet */
   long step, total_steps;
@@ -110,6 +119,11 @@ static json_t *job_json(const job *j) {
                                 "after",
                                 j->eval_after ? j->eval_after : json_null()));
   json_object_set(o, "result", j->result ? j->result : json_null());
+  if (!strcmp(j->type, "align")) {
+    json_object_set(o, "reward_model",
+                    j->reward_model ? j->reward_model : json_null());
+    json_object_set_new(o, "max_regression", json_real(j->max_regression));
+  }
   json_object_set_new(o, "tasks",
                       json_pack("{s:i, s:i, s:i}", "train", j->n_train,
                                 "from_chats", j->n_from_chats, "eval",
@@ -125,6 +139,7 @@ static void job_free(job *j) {
   json_decref(j->eval_before);
   json_decref(j->eval_after);
   json_decref(j->result);
+  json_decref(j->reward_model);
   free(j);
 }
 
@@ -157,6 +172,8 @@ static void on_metrics(void *user, const r1d_grpo_metrics *m) {
         m->groups, "flat_groups", m->flat_groups, "t_rollout", m->t_rollout,
         "t_ref", m->t_ref, "t_backward", m->t_backward, "t_optim", m->t_optim,
         "t_step", m->t_step);
+  if (!m->is_eval && isfinite(m->preference))
+    json_object_set_new(o, "preference", json_real(m->preference));
   pthread_mutex_lock(&h->t->mu);
   job *j = h->j;
   if (m->is_eval) {
@@ -334,7 +351,12 @@ static json_t *decide(r1d_trainer *t, job *j, const char *dir) {
       snprintf(reason, sizeof reason,
                "the completion length collapsed (%.1f -> %.1f)",
                num(before, "completion_len"), num(after, "completion_len"));
-    else if (!(gain > j->min_improvement))
+    else if (!strcmp(j->type, "align") && !(gain >= -j->max_regression))
+      snprintf(reason, sizeof reason,
+               "held-out pass@1 %.4f -> %.4f drops by more than %g (an align "
+               "job may cost at most max_regression)",
+               b, a, j->max_regression);
+    else if (strcmp(j->type, "align") && !(gain > j->min_improvement))
       snprintf(reason, sizeof reason,
                "held-out pass@1 %.4f -> %.4f does not beat the live weights "
                "by more than %g",
@@ -459,6 +481,66 @@ static int eval_candidate(r1d_trainer *t, job *j, const char *out,
   return rc;
 }
 
+/* An align job's first half: the preference pairs of /v1/feedback
+ * (storage/feedback_pairs.h) train a reward model that starts from the live
+ * weights (out/reward-model), and the pairs' prompts join the training
+ * tasks as general prompts that only the reward model judges. */
+static int prepare_align(r1d_trainer *t, job *j, r1d_version *v,
+                         const char *out, task_list *train,
+                         r1d_reward_model **rm, r1d_error *err) {
+  r1d_server *s = t->s;
+  json_t *rows = NULL;
+  r1d_pref_set pairs = {0};
+  int rc = r1d_feedback_pairs_collect(s->db, 100000, &rows, err);
+  if (rc == 0) rc = r1d_pref_add_json_array(rows, 0, NULL, NULL, &pairs, err);
+  json_decref(rows);
+  if (rc == 0 && (long)pairs.n < j->min_pairs)
+    rc = r1d_fail(err, R1D_ESTATE,
+                  "an align job needs at least %ld preference pairs from "
+                  "/v1/feedback (a \"preferred\" answer, or two answers to "
+                  "one prompt rated differently); the data dir has %zu",
+                  j->min_pairs, pairs.n);
+  if (rc == 0) {
+    r1d_rm_options ro = {0};
+    rc = r1d_reward_model_load_ex(r1d_version_source(v), &ro, rm, err);
+  }
+  char dir[4096 + 16];
+  snprintf(dir, sizeof dir, "%s/reward-model", out);
+  r1d_rm_result res = {0};
+  if (rc == 0) {
+    r1d_rm_config rc_cfg = {.out_dir = dir,
+                            .save = 1,
+                            .lr = j->rm_lr,
+                            .max_steps = j->rm_steps,
+                            .warmup_ratio = 0.1,
+                            .clip = 1.0,
+                            .seed = j->cfg.seed};
+    r1d_rm_hooks hooks = {.stop = &j->cancel};
+    r1d_log_msg(&s->log, R1D_LOG_INFO, "trainer",
+                "job %s: a reward model from %zu feedback pairs, %ld steps",
+                j->id, pairs.n, j->rm_steps);
+    rc = r1d_rm_train(&rc_cfg, *rm, pairs.pairs, pairs.n, NULL, 0, &hooks, &res,
+                      err);
+  }
+  if (rc == 0)
+    rc = r1d_align_general_tasks(pairs.pairs, pairs.n, 100000, s->tpl, s->tok,
+                                 &train->v, &train->n, &train->cap, err);
+  if (rc == 0) {
+    json_t *summary = json_pack(
+        "{s:s, s:I, s:I, s:f, s:f}", "path", dir, "pairs", (json_int_t)pairs.n,
+        "steps", (json_int_t)res.steps, "train_loss",
+        isfinite(res.train_loss) ? res.train_loss : -1.0, "train_accuracy",
+        isfinite(res.train_accuracy) ? res.train_accuracy : -1.0);
+    pthread_mutex_lock(&t->mu);
+    json_decref(j->reward_model);
+    j->reward_model = summary;
+    j->n_train = train->n;
+    pthread_mutex_unlock(&t->mu);
+  }
+  r1d_pref_set_free(&pairs);
+  return rc;
+}
+
 static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
   r1d_server *s = t->s;
   task_list train = {.s = s}, eval = {.s = s};
@@ -489,7 +571,17 @@ static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
                 "of them logged chats with a checker) and %d held-out tasks",
                 j->id, j->type, (unsigned long long)r1d_version_id(v), train.n,
                 la.from_interactions, eval.n);
-    if (!strcmp(j->type, "sft")) {
+    r1d_reward_model *rm = NULL;
+    if (!strcmp(j->type, "align")) {
+      rc = prepare_align(t, j, v, out, &train, &rm, err);
+      c.preference = r1d_align_score;
+      c.preference_user = rm;
+      c.w_preference = j->w_pref;
+      c.preference_start = j->pref_start;
+    }
+    if (rc) {
+      /* the reward model could not be trained: nothing to run */
+    } else if (!strcmp(j->type, "sft")) {
       c.max_steps = 0; /* the live weights' evaluation, then the SFT run */
       rc = r1d_grpo_run(&c, r1d_version_model(v), s->tok, NULL, 0, eval.v,
                         eval.n, &hooks, err);
@@ -499,6 +591,7 @@ static int run_job(r1d_trainer *t, job *j, r1d_error *err) {
       rc = r1d_grpo_run(&c, r1d_version_model(v), s->tok, train.v, train.n,
                         eval.v, eval.n, &hooks, err);
     }
+    r1d_reward_model_free(rm);
   }
   r1d_versions_release(s->versions, v);
   task_list_free(&train);
@@ -705,6 +798,38 @@ static int sft_from_json(const json_t *config, job *j, r1d_error *err) {
   return R1D_OK;
 }
 
+/* An align job's own settings, taken out of config (the rest is GRPO's):
+ * "rm_steps" (reward-model steps, 50), "rm_learning_rate" (1e-4),
+ * "min_pairs" (2), "preference_weight" (W of W * sigmoid(score), 1),
+ * "preference_start" (share of the steps before the reward model counts,
+ * 0). */
+static int align_from_json(json_t *config, job *j, r1d_error *err) {
+  struct {
+    const char *key;
+    double lo, hi, val;
+  } f[] = {{"rm_steps", 1, 1e6, 50},
+           {"rm_learning_rate", 1e-9, 1, 1e-4},
+           {"min_pairs", 1, 1e9, 2},
+           {"preference_weight", 0, 100, 1},
+           {"preference_start", 0, 1, 0}};
+  for (size_t i = 0; config && i < sizeof f / sizeof f[0]; i++) {
+    json_t *v = json_object_get(config, f[i].key);
+    if (!v) continue;
+    if (!json_is_number(v) || !(json_number_value(v) >= f[i].lo) ||
+        json_number_value(v) > f[i].hi)
+      return r1d_fail(err, R1D_EINVAL, "config.%s must be a number in [%g, %g]",
+                      f[i].key, f[i].lo, f[i].hi);
+    f[i].val = json_number_value(v);
+    json_object_del(config, f[i].key);
+  }
+  j->rm_steps = (long)f[0].val;
+  j->rm_lr = f[1].val;
+  j->min_pairs = (long)f[2].val;
+  j->w_pref = f[3].val;
+  j->pref_start = f[4].val;
+  return R1D_OK;
+}
+
 static int job_from_body(const json_t *body, job **out, r1d_error *err) {
   if (!json_is_object(body))
     return r1d_fail(err, R1D_EINVAL, "the body must be a JSON object");
@@ -713,19 +838,19 @@ static int job_from_body(const json_t *body, job **out, r1d_error *err) {
   json_object_foreach((json_t *)body, key, v) {
     if (strcmp(key, "type") && strcmp(key, "config") && strcmp(key, "swap") &&
         strcmp(key, "min_improvement") && strcmp(key, "min_format_ratio") &&
-        strcmp(key, "min_length_ratio"))
+        strcmp(key, "min_length_ratio") && strcmp(key, "max_regression"))
       return r1d_fail(err, R1D_EINVAL,
                       "%s is not a job field (type, config, swap, "
-                      "min_improvement, min_format_ratio, min_length_ratio)",
+                      "min_improvement, min_format_ratio, min_length_ratio, "
+                      "max_regression)",
                       key);
   }
   const char *type = json_string_value(json_object_get(body, "type"));
-  if (!type ||
-      (strcmp(type, "grpo") && strcmp(type, "eval") && strcmp(type, "sft")))
+  if (!type || (strcmp(type, "grpo") && strcmp(type, "eval") &&
+                strcmp(type, "sft") && strcmp(type, "align")))
     return r1d_fail(err, R1D_EINVAL,
-                    "type must be \"grpo\", \"sft\" or \"eval\" (distill "
-                    "and align jobs are not served yet: use the r1d "
-                    "subcommands)");
+                    "type must be \"grpo\", \"sft\", \"align\" or \"eval\" "
+                    "(distill jobs are not served: use r1d distill)");
   json_t *config = json_object_get(body, "config");
   if (config && !json_is_object(config))
     return r1d_fail(err, R1D_EINVAL, "config must be an object");
@@ -742,12 +867,14 @@ static int job_from_body(const json_t *body, job **out, r1d_error *err) {
     j->swap_auto = strcmp(sw, "auto") == 0;
   j->min_format_ratio = 0.5;
   j->min_length_ratio = 0.25;
+  j->max_regression = 0.02;
   struct {
     const char *key;
     double *dst;
   } gates[] = {{"min_improvement", &j->min_improvement},
                {"min_format_ratio", &j->min_format_ratio},
-               {"min_length_ratio", &j->min_length_ratio}};
+               {"min_length_ratio", &j->min_length_ratio},
+               {"max_regression", &j->max_regression}};
   for (size_t i = 0; !rc && i < sizeof gates / sizeof gates[0]; i++) {
     json_t *g = json_object_get(body, gates[i].key);
     if (g && (!json_is_number(g) || !(json_number_value(g) >= 0) ||
@@ -761,14 +888,19 @@ static int job_from_body(const json_t *body, job **out, r1d_error *err) {
   j->cfg.max_steps = strcmp(type, "eval") ? 20 : 0;
   j->cfg.sched.lr = j->cfg.adamw.lr = 1e-5;
   r1d_error cerr = {0};
+  json_t *grpo_config = config ? json_deep_copy(config) : NULL;
+  if (!rc && !strcmp(type, "align")) rc = align_from_json(grpo_config, j, err);
   if (!rc && !strcmp(type, "sft"))
     rc = sft_from_json(config, j, err);
-  else if (!rc && config &&
-           r1d_grpo_run_config_from_json(config, &j->cfg, &cerr))
+  else if (!rc && grpo_config &&
+           r1d_grpo_run_config_from_json(grpo_config, &j->cfg, &cerr))
     rc = r1d_fail(err, R1D_EINVAL, "config.%s", cerr.msg);
-  if (!rc && strcmp(type, "grpo")) j->cfg.max_steps = 0;
-  if (!rc && j->cfg.max_steps < 1 && !strcmp(type, "grpo"))
-    rc = r1d_fail(err, R1D_EINVAL, "config.max_steps must be >= 1 for grpo");
+  json_decref(grpo_config);
+  int trains = !strcmp(type, "grpo") || !strcmp(type, "align");
+  if (!rc && !trains) j->cfg.max_steps = 0;
+  if (!rc && j->cfg.max_steps < 1 && trains)
+    rc =
+        r1d_fail(err, R1D_EINVAL, "config.max_steps must be >= 1 for %s", type);
   if (rc) {
     free(j);
     return rc;

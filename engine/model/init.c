@@ -63,9 +63,12 @@ typedef struct model_preset {
   int hidden, intermediate, layers, heads, kv_heads, context;
 } model_preset;
 
-/* tiny: ~1M parameters, for tests and `make run`; small: ~100M, the size the
- * benchmarks and the CPU-scale R1 recipe use. Both GQA (heads / 2 or 3). */
+/* micro: ~0.1M parameters besides the embedding, the smaller student for
+ * distillation; tiny: ~1M parameters, for tests and `make run`; small:
+ * ~100M, the size the benchmarks and the CPU-scale R1 recipe use. All GQA
+ * (heads / 2 or 3). */
 static const model_preset presets[] = {
+    {"micro", 64, 192, 2, 4, 2, 2048},
     {"tiny", 128, 384, 4, 4, 2, 2048},
     {"small", 768, 2304, 14, 12, 4, 4096},
 };
@@ -81,7 +84,8 @@ int r1d_model_preset(r1d_arch arch, const char *preset, r1d_config *cfg,
     if (strcmp(presets[i].name, preset) == 0) ps = &presets[i];
   if (!ps)
     return r1d_fail(err, R1D_EINVAL,
-                    "unknown preset '%s' (expected tiny or small)", preset);
+                    "unknown preset '%s' (expected micro, tiny or small)",
+                    preset);
   cfg->hidden_size = ps->hidden;
   cfg->intermediate_size = ps->intermediate;
   cfg->num_layers = ps->layers;
@@ -204,7 +208,10 @@ static json_t *config_json(const r1d_config *c) {
     json_object_set_new(o, "attention_bias", json_false());
     json_object_set_new(o, "mlp_bias", json_false());
   }
-  json_object_set_new(o, "bos_token_id", json_integer(c->bos_token_id));
+  /* a tokenizer without a bos token (Qwen's) has -1: null, as HF writes */
+  json_object_set_new(o, "bos_token_id",
+                      c->bos_token_id >= 0 ? json_integer(c->bos_token_id)
+                                           : json_null());
   json_object_set_new(o, "eos_token_id", json_integer(c->eos_token_ids[0]));
   json_object_set_new(o, "torch_dtype", json_string("float32"));
   return o;
@@ -224,8 +231,90 @@ static json_t *tokenizer_config_json(void) {
   return o;
 }
 
+int r1d_model_write_tokenizer_config(const char *dir, r1d_error *err) {
+  return write_json(dir, "tokenizer_config.json", tokenizer_config_json(), err);
+}
+
+/* dirname of path into a malloc'ed string ("." when it has no slash). */
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return strdup(".");
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  char *d = malloc(n + 1);
+  if (!d) return NULL;
+  memcpy(d, path, n);
+  d[n] = 0;
+  return d;
+}
+
+/* The token tokenizer_config.json names under key (a string or an
+ * AddedToken object), dflt when the file or the key is missing, NULL when
+ * the key is null (no such token). The string lives as long as cfg. */
+static const char *config_token(json_t *cfg, const char *key,
+                                const char *dflt) {
+  if (!cfg) return dflt;
+  json_t *v = json_object_get(cfg, key);
+  if (!v) return dflt;
+  if (json_is_object(v)) v = json_object_get(v, "content");
+  return json_string_value(v);
+}
+
+int r1d_model_use_tokenizer(r1d_config *cfg, const char *tokenizer_json,
+                            r1d_error *err) {
+  r1d_tokenizer *tok;
+  int rc = r1d_tokenizer_load(tokenizer_json, &tok, err);
+  if (rc) return rc;
+  char *dir = dir_of(tokenizer_json);
+  char *cfg_path = dir ? r1d_path_join(dir, "tokenizer_config.json") : NULL;
+  free(dir);
+  if (!cfg_path) {
+    r1d_tokenizer_free(tok);
+    return r1d_fail(err, R1D_ENOMEM, "out of memory");
+  }
+  /* Large numbers (model_max_length 1e30) are not 64-bit integers. */
+  json_t *tc = r1d_file_exists(cfg_path)
+                   ? json_load_file(cfg_path, JSON_DECODE_INT_AS_REAL, NULL)
+                   : NULL;
+  const char *bos = config_token(tc, "bos_token", r1d_init_added_tokens[0]);
+  const char *eos = config_token(tc, "eos_token", r1d_init_added_tokens[1]);
+  int32_t bos_id = bos ? r1d_tokenizer_token_to_id(tok, bos) : -1;
+  int32_t eos_id = eos ? r1d_tokenizer_token_to_id(tok, eos) : -1;
+  if (bos && bos_id < 0)
+    rc = r1d_fail(err, R1D_ENOTFOUND, "%s: has no bos token '%s'",
+                  tokenizer_json, bos);
+  else if (eos_id < 0)
+    rc = r1d_fail(err, R1D_ENOTFOUND, "%s: has no eos token '%s'",
+                  tokenizer_json, eos ? eos : "(none named)");
+  int n_ids = r1d_tokenizer_vocab_size(tok);
+  json_decref(tc);
+  free(cfg_path);
+  r1d_tokenizer_free(tok);
+  if (rc) return rc;
+  cfg->vocab_size = (n_ids + 15) / 16 * 16;
+  cfg->bos_token_id = bos_id;
+  cfg->eos_token_ids[0] = eos_id;
+  cfg->n_eos = 1;
+  return 0;
+}
+
+static int copy_file(const char *from, const char *to, r1d_error *err) {
+  char *data;
+  size_t n;
+  int rc = r1d_read_file(from, &data, &n, err);
+  if (rc) return rc;
+  rc = r1d_write_file_atomic(to, data, n, err);
+  free(data);
+  return rc;
+}
+
 int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
                        uint64_t seed, r1d_error *err) {
+  return r1d_model_init_dir_tokenizer(out_dir, cfg, seed, NULL, err);
+}
+
+int r1d_model_init_dir_tokenizer(const char *out_dir, const r1d_config *cfg,
+                                 uint64_t seed, const char *tokenizer_json,
+                                 r1d_error *err) {
   int rc = r1d_mkdir_p(out_dir, err);
   if (rc) return rc;
   /* Files we do not write but loaders prefer over ours would make a mixed
@@ -253,21 +342,46 @@ int r1d_model_init_dir(const char *out_dir, const r1d_config *cfg,
 
   char *tok_path = r1d_path_join(out_dir, "tokenizer.json");
   if (!tok_path) return r1d_fail(err, R1D_ENOMEM, "out of memory");
-  rc = r1d_tokenizer_write_bytelevel(tok_path, NULL, 0, r1d_init_added_tokens,
-                                     r1d_init_added_special,
-                                     r1d_init_n_added_tokens, err);
+  if (tokenizer_json)
+    rc = copy_file(tokenizer_json, tok_path, err);
+  else
+    rc = r1d_tokenizer_write_bytelevel(tok_path, NULL, 0, r1d_init_added_tokens,
+                                       r1d_init_added_special,
+                                       r1d_init_n_added_tokens, err);
   free(tok_path);
   if (rc) return rc;
+  /* the tokenizer's own config (names its bos/eos, holds its template) */
+  char *src_cfg = NULL, *src_dir = NULL;
+  if (tokenizer_json) {
+    src_dir = dir_of(tokenizer_json);
+    src_cfg = src_dir ? r1d_path_join(src_dir, "tokenizer_config.json") : NULL;
+    free(src_dir);
+    if (!src_cfg) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+    if (!r1d_file_exists(src_cfg)) {
+      free(src_cfg);
+      src_cfg = NULL;
+    }
+  }
 
   rc = write_json(out_dir, "config.json", config_json(cfg), err);
-  if (rc) return rc;
-  json_t *gen = json_pack(
-      "{s:i, s:i, s:f, s:f}", "bos_token_id", cfg->bos_token_id, "eos_token_id",
-      cfg->eos_token_ids[0], "temperature", 0.6, "top_p", 0.95);
-  rc = write_json(out_dir, "generation_config.json", gen, err);
-  if (rc) return rc;
-  return write_json(out_dir, "tokenizer_config.json", tokenizer_config_json(),
-                    err);
+  if (!rc) {
+    json_t *gen = json_pack(
+        "{s:o, s:i, s:f, s:f}", "bos_token_id",
+        cfg->bos_token_id >= 0 ? json_integer(cfg->bos_token_id) : json_null(),
+        "eos_token_id", cfg->eos_token_ids[0], "temperature", 0.6, "top_p",
+        0.95);
+    rc = write_json(out_dir, "generation_config.json", gen, err);
+  }
+  if (!rc && src_cfg) {
+    char *dst = r1d_path_join(out_dir, "tokenizer_config.json");
+    rc = dst ? copy_file(src_cfg, dst, err)
+             : r1d_fail(err, R1D_ENOMEM, "out of memory");
+    free(dst);
+  } else if (!rc) {
+    rc = r1d_model_write_tokenizer_config(out_dir, err);
+  }
+  free(src_cfg);
+  return rc;
 }
 
 int r1d_model_shape(const char *shape, r1d_config *c, r1d_error *err) {

@@ -14,11 +14,11 @@ SHARED = Path(os.environ.get("R1D_SHARED", Path(__file__).resolve().parents[3] /
 FIXTURES = SHARED / "fixtures"
 
 
-def run(args, stdin=None, check=False, preexec_fn=None):
+def run(args, stdin=None, check=False, preexec_fn=None, timeout=300):
     """Runs r1d with args; returns the CompletedProcess (text mode, bytes for
     stdin allowed). preexec_fn runs in the child before r1d (limits)."""
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    p = subprocess.run([R1D] + list(args), input=data, capture_output=True, timeout=300,
+    p = subprocess.run([R1D] + list(args), input=data, capture_output=True, timeout=timeout,
                        preexec_fn=preexec_fn)
     p.out = p.stdout.decode("utf-8", errors="replace")
     p.err = p.stderr.decode("utf-8", errors="replace")

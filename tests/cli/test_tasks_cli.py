@@ -3,6 +3,7 @@ the good ones are stored, --strict storing nothing, export -> import ->
 export byte-identical, a canonical file exported as itself, and the readers'
 one-line error when there is no database."""
 import json
+import re
 
 from conftest import run
 
@@ -220,3 +221,170 @@ def test_gen_emits_tasks_that_import(tmp_path):
     for args in (["nope"], ["addition:12"], [], ["addition", "--count", "x"]):
         r = run(["tasks", "gen"] + args)
         assert r.returncode == 2 and len(r.err.strip().splitlines()) == 1, (args, r.err)
+
+
+# ---- tasks gen: formats, mix, import ----
+
+def gen(*args, check=True):
+    p = run(["tasks", "gen"] + [str(a) for a in args], check=check)
+    return p if not check else [json.loads(l) for l in p.out.splitlines()]
+
+
+def test_gen_tasks_carry_solutions_and_styles():
+    rows = gen("addition:3", "--count", 20, "--eval-count", 5, "--seed", 3)
+    assert len(rows) == 25
+    for r in rows:
+        a, b = (int(x) for x in r["prompt"][len("What is "):-1].split(" + "))
+        assert r["prompt"] == f"What is {a} + {b}?"
+        assert r["checker"] == {"type": "math", "answer": str(a + b)}
+        assert r["solution"]["answer"] == str(a + b)
+        lines = r["solution"]["thought"].split("\n")
+        assert lines[-1] == f"so {a} + {b} = {a + b}" and len(lines) == 4
+        assert lines[0].startswith(f"{a % 10} + {b % 10} = {a % 10 + b % 10}, write ")
+    # plain prompts: the same problems, the old terse wording
+    plain = gen("addition:3", "--count", 20, "--eval-count", 5, "--seed", 3, "--prompt-style", "plain")
+    assert [r["checker"] for r in plain] == [r["checker"] for r in rows]
+    assert all(p["prompt"] == r["prompt"][len("What is "):-1].replace(" ", "") + "="
+               for p, r in zip(plain, rows))
+    assert gen("addition:3:plain", "--count", 20, "--eval-count", 5, "--seed", 3) == plain
+    # --split keeps one split
+    assert gen("addition:3", "--count", 20, "--eval-count", 5, "--seed", 3, "--split", "eval") == rows[20:]
+    for spec, start in (("multiply", "What is "), ("multistep", "What is "), ("countdown", "Use ")):
+        r = gen(spec, "--count", 3, "--eval-count", 0)
+        assert all(t["prompt"].startswith(start) and t["solution"]["thought"] for t in r), r
+
+
+def test_gen_sft_rows_train(tiny_model, tmp_path):
+    tasks = gen("multiply:3", "--count", 16, "--eval-count", 4, "--seed", 9)
+    rows = gen("multiply:3", "--count", 16, "--eval-count", 4, "--seed", 9, "--format", "sft")
+    assert len(rows) == 16  # the train split only
+    thought_bytes = 0
+    for r, t in zip(rows, tasks):
+        assert r == {"messages": [
+            {"role": "user", "content": t["prompt"]},
+            {"role": "assistant", "content": "<think>\n" + t["solution"]["thought"] + "\n</think>\n\n"
+                                             + t["solution"]["answer"]}]}
+        thought_bytes += len(t["solution"]["thought"].encode())
+    evals = gen("multiply:3", "--count", 16, "--eval-count", 4, "--seed", 9, "--format", "sft",
+                "--split", "eval")
+    assert [e["messages"][0]["content"] for e in evals] == [t["prompt"] for t in tasks[16:]]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    p = run(["sft", "--model", str(tiny_model), "--data", str(data), "--out", str(tmp_path / "o"),
+             "--max-steps", "1", "--max-len", "256", "--threads", "1", "--progress", "json"])
+    assert p.returncode == 0, p.err
+    # the thoughts are learned: every one of their bytes carries loss
+    m = re.search(r"16 documents, (\d+) tokens \((\d+) with loss\)", p.err)
+    assert m, p.err
+    assert int(m.group(2)) > thought_bytes
+
+
+R1_ZERO_HEAD = ("A conversation between User and Assistant. The user asks a question, and the Assistant "
+                "solves it. The assistant first thinks about the reasoning process in the mind and then "
+                "provides the user with the answer. The reasoning process and answer are enclosed within "
+                "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "
+                "process here </think> <answer> answer here </answer>. User: ")
+
+
+def classify(doc, task):
+    """The style a text document was written in, checked against its task."""
+    prompt, sol = task["prompt"], task["solution"]
+    if doc.startswith(R1_ZERO_HEAD):
+        head = R1_ZERO_HEAD + prompt + ". Assistant: <think> "
+        tail = " </think> <answer> " + sol["answer"] + " </answer>"
+        assert doc.startswith(head) and doc.endswith(tail), doc
+        thought = doc[len(head):-len(tail)]
+        if thought == sol["thought"]:
+            return "zero"
+        assert "\n" not in thought and thought.startswith("I "), thought
+        return "zero-short"
+    if doc == prompt + " " + sol["answer"]:
+        return "direct"
+    assert doc.startswith(prompt + "\n") and doc.endswith("\nAnswer: " + sol["answer"]), doc
+    body = doc[len(prompt) + 1:-len("\nAnswer: " + sol["answer"])]
+    if body == sol["thought"]:
+        return "english"
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in body) and not re.search("[A-Za-z]", body), body
+    return "chinese"
+
+
+def test_gen_text_mix_and_pretrain(tiny_model, tmp_path):
+    n = 400
+    tasks = gen("addition", "--count", n, "--eval-count", 10, "--seed", 2, "--split", "train")
+    docs = gen("addition", "--count", n, "--eval-count", 10, "--seed", 2, "--format", "text")
+    assert len(docs) == n and all(set(d) == {"text"} for d in docs)
+    styles = [classify(d["text"], t) for d, t in zip(docs, tasks)]
+    count = {s: styles.count(s) for s in ("direct", "english", "chinese", "zero", "zero-short")}
+    # the default mix 0.4 / 0.3 / 0.15 / 0.15, half of zero short (4-sigma bounds)
+    for s, share in (("direct", 0.4), ("english", 0.3), ("chinese", 0.15)):
+        assert abs(count[s] - share * n) < 4 * (share * (1 - share) * n) ** 0.5, count
+    zero = count["zero"] + count["zero-short"]
+    assert abs(zero - 0.15 * n) < 4 * (0.15 * 0.85 * n) ** 0.5 and count["zero"] and count["zero-short"], count
+    # the zero documents are the template's own rendering, byte for byte
+    p = run(["template", "--model", str(tiny_model), "--template", "r1-zero"],
+            stdin=json.dumps([{"role": "user", "content": tasks[0]["prompt"]}]) + "\n", check=True)
+    assert json.loads(p.out) == R1_ZERO_HEAD + tasks[0]["prompt"] + ". Assistant:"
+    # seeded; --mix picks the styles
+    again = gen("addition", "--count", n, "--eval-count", 10, "--seed", 2, "--format", "text")
+    assert again == docs
+    only = gen("multistep", "--count", 30, "--eval-count", 0, "--format", "text", "--mix", "english=1,zero=0")
+    mtasks = gen("multistep", "--count", 30, "--eval-count", 0)
+    assert {classify(d["text"], t) for d, t in zip(only, mtasks)} == {"english"}
+    plain = gen("addition", "--count", 5, "--eval-count", 0, "--format", "text", "--mix", "direct=1",
+                "--prompt-style", "plain")
+    assert all(re.fullmatch(r"\d+\+\d+=\d+", d["text"]) for d in plain), plain
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[:40]), encoding="utf-8")
+    p = run(["pretrain", "--model", str(tiny_model), "--data", str(data), "--out", str(tmp_path / "o"),
+             "--max-steps", "1", "--max-len", "1024", "--threads", "1", "--progress", "json"])
+    assert p.returncode == 0, p.err
+    assert "40 documents" in p.err, p.err
+
+
+def test_gen_bad_mix_and_options():
+    for args, needle in ((["--mix", "direct=abc"], "--mix: direct"),
+                         (["--mix", "bogus=1"], "unknown style 'bogus'"),
+                         (["--mix", "direct"], "NAME=WEIGHT"),
+                         (["--mix", "direct=-1"], "weight >= 0"),
+                         (["--mix", "direct=0,zero=0"], "must not all be 0"),
+                         (["--mix", "direct=1,direct=2"], "twice"),
+                         (["--mix", "direct=nan"], "weight"),
+                         (["--mix", ""], "must not all be 0")):
+        p = run(["tasks", "gen", "addition", "--format", "text"] + args)
+        assert p.returncode == 2 and p.out == "", (args, p.err)
+        lines = p.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("r1d: ") and needle in lines[0], (args, p.err)
+    for args, needle in ((["--format", "sft", "--mix", "direct=1"], "--mix is for --format text"),
+                         (["--format", "csv"], "expected tasks, sft or text"),
+                         (["--prompt-style", "fancy"], "natural or plain"),
+                         (["--format", "sft", "--import"], "--import"),
+                         (["--data-dir", "x"], "--data-dir goes with --import"),
+                         (["--split", "test"], "train or eval"),
+                         (["--count", "200"], "fewer than 400 distinct problems")):
+        p = run(["tasks", "gen", "addition:1"] + args)
+        assert p.returncode == 2 and p.out == "", (args, p.err)
+        lines = p.err.splitlines()
+        assert len(lines) == 1 and needle in lines[0], (args, p.err)
+
+
+def test_gen_import(tmp_path):
+    data = tmp_path / "data"
+    args = ["tasks", "gen", "countdown:3", "--count", "12", "--eval-count", "3", "--seed", "4"]
+    p = run(args + ["--import", "--data-dir", str(data)])
+    assert p.returncode == 0, p.err
+    assert p.out == "imported 15 tasks, 0 bad lines (0 skipped)\n"
+    stored = [json.loads(l) for l in export(data).decode().splitlines()]
+    made = [json.loads(l) for l in run(args, check=True).out.splitlines()]
+    assert [s["id"] for s in stored] == [m["id"] for m in made]
+    assert all(s["solution"] == m["solution"] and s["prompt"] == m["prompt"] for s, m in zip(stored, made))
+    p = run(["tasks", "list", "--data-dir", str(data), "--split", "eval"])
+    assert p.returncode == 0, p.err
+    lines = p.out.splitlines()[1:]
+    assert len(lines) == 3 and all(" countdown " in l and "Use " in l for l in lines), p.out
+    # the same tasks again: every id is taken, nothing stored twice
+    p = run(args + ["--import", "--data-dir", str(data)])
+    assert p.returncode == 2 and p.out == "imported 0 tasks, 15 bad lines (0 skipped)\n"
+    assert 'r1d: tasks gen:1: id "countdown3-s4-0" is already stored' in p.err
+    p = run(["tasks", "gen", "addition:1", "--count", "5", "--eval-count", "0", "--split", "eval",
+             "--import", "--data-dir", str(data)])
+    assert p.returncode == 0 and p.out == "imported 0 tasks, 0 bad lines (0 skipped)\n", p.err

@@ -249,3 +249,43 @@ def test_an_sft_job_fine_tunes_the_live_weights(start_server, tmp_path):
         "data": str(tmp_path / "missing.jsonl")}}, key=None).json()["id"])
     assert f["status"] == "failed" and "missing.jsonl" in f["error"]
     assert s.get("/health", key=None).status == 200
+
+
+def test_an_align_job_learns_from_feedback(start_server):
+    """An align job trains a reward model from /v1/feedback's pairs (a
+    preferred answer against the logged one), then runs GRPO with the rule
+    rewards plus the reward model on the tasks and the feedback's prompts,
+    and goes through the gate (held-out pass@1 may drop at most
+    max_regression)."""
+    s = serve_with_tasks(start_server)
+    client = s.client()
+    config = {"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 16,
+              "learning_rate": 1e-3, "max_steps": 4, "seed": 3, "eval_samples": 2,
+              "rm_steps": 6, "rm_learning_rate": 1e-3, "preference_start": 0.25,
+              "preference_weight": 0.5}
+    # without feedback there is nothing to learn a preference from
+    f = wait_job(s, s.post("/admin/v1/jobs", {"type": "align", "config": config},
+                           key=None).json()["id"])
+    assert f["status"] == "failed" and "/v1/feedback" in f["error"], f
+    for i in range(4):
+        c = client.chat.completions.create(model=MODEL_ID, max_tokens=8, seed=i,
+                                           messages=[{"role": "user", "content": f"Hello {i}"}])
+        r = s.post("/v1/feedback", {"id": c.id, "rating": -1, "preferred": f"Hello! {i}"}, key=None)
+        assert r.status == 200, r
+    r = s.post("/admin/v1/jobs", {"type": "align", "config": config, "max_regression": 1,
+                                  "min_format_ratio": 0, "min_length_ratio": 0}, key=None)
+    assert r.status == 200, r
+    j = wait_job(s, r.json()["id"])
+    assert j["status"] == "succeeded", j
+    rm = j["reward_model"]
+    assert rm["pairs"] == 4 and rm["steps"] == 6 and 0 <= rm["train_accuracy"] <= 1, rm
+    assert j["tasks"]["train"] == 16 + 4  # the feedback's prompts joined the tasks
+    assert 0 < j["metrics"]["preference"] < 1, j["metrics"]
+    assert j["result"]["decision"] == "swapped", j["result"]
+    ck = s.get(f"/admin/v1/checkpoints/{j['result']['registry_version']}", key=None).json()
+    assert ck["kind"] == "align"
+    for config, param in (({"rm_steps": 0}, "config.rm_steps"),
+                          ({"preference_start": 2}, "config.preference_start"),
+                          ({"beta": -1}, "config.beta")):
+        assert_error(s.post("/admin/v1/jobs", {"type": "align", "config": config}, key=None), 400,
+                     param=param)
