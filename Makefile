@@ -3,14 +3,15 @@
 #               default model (http://127.0.0.1:8000; PORT=, HOST= override)
 #   make test   install what is missing, build, run every test (also under
 #               ASan+UBSan)
-# Both are idempotent. Other targets: build, install, bench, bench-train, bench-grpo,
-# bench-server, bench-storage, fixtures, format, clean.
+# Both are idempotent. Other targets: build, install, recipe, bench, bench-train,
+# bench-grpo, bench-server, bench-storage, fixtures, format, clean.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 VENV       := $(BUILD)/venv
 REF_VENV   := $(BUILD)/venv-ref
-MODEL      ?= $(BUILD)/models/r1d-tiny
+MODEL      ?= models/r1d-tiny
+RUNS       ?= $(BUILD)/runs
 PROMPT     ?= What is 12 + 30?
 HOST       ?= 127.0.0.1
 PORT       ?= 8000
@@ -22,7 +23,7 @@ MESON_OPTS ?=
 export PATH := $(PATH):/usr/local/cuda/bin
 CUDA       ?= $(if $(shell command -v nvcc),enabled,disabled)
 
-.PHONY: all deps build install run generate test test-unit test-asan test-cli test-e2e bench bench-train bench-grpo bench-server bench-storage gpu-check fixtures format clean
+.PHONY: all deps build install run recipe ship-model generate test test-unit test-asan test-cli test-e2e bench bench-train bench-grpo bench-server bench-storage gpu-check fixtures format clean
 
 all: build
 
@@ -40,16 +41,29 @@ $(VENV)/.stamp: tests/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-# The default model until a trained one ships: a seeded random tiny model.
-$(MODEL)/config.json: | build
-	$(BUILD)/r1d model init --arch qwen2 --preset tiny --seed 1 --out $(MODEL)
-
-run: build $(MODEL)/config.json
+# The default model is models/r1d-tiny, trained by `make recipe` (its
+# README.md is the model card); another MODEL= must be a model folder.
+run: build
 	$(BUILD)/r1d serve --model $(MODEL) --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 # One completion on the command line, no server.
-generate: build $(MODEL)/config.json
+generate: build
 	$(BUILD)/r1d generate --model $(MODEL) --prompt "$(PROMPT)" --max-tokens 64 --stats
+
+# The R1 recipe that trained models/r1d-tiny, every stage an r1d command
+# (models/r1d-tiny/recipe.json; resumable: run it again after a stop), then
+# its final model copied into models/r1d-tiny with the results beside it.
+recipe: build
+	$(BUILD)/r1d pipeline models/r1d-tiny/recipe.json --out $(RUNS)/r1d-tiny
+
+ship-model:
+	cp $(RUNS)/r1d-tiny/align/last/config.json $(RUNS)/r1d-tiny/align/last/generation_config.json \
+	   $(RUNS)/r1d-tiny/align/last/model.safetensors $(RUNS)/r1d-tiny/align/last/tokenizer.json \
+	   $(RUNS)/r1d-tiny/align/last/tokenizer_config.json models/r1d-tiny/
+	mkdir -p models/r1d-tiny/results
+	cp $(RUNS)/r1d-tiny/results.jsonl $(RUNS)/r1d-tiny/results.svg $(RUNS)/r1d-tiny/pipeline.json \
+	   models/r1d-tiny/results/
+	cp -r $(RUNS)/r1d-tiny/plots/* models/r1d-tiny/results/
 
 # The binary, the systemd unit and the example config (PREFIX via meson:
 # meson configure $(BUILD) -Dprefix=/usr).
@@ -104,7 +118,7 @@ bench-grpo: build
 	python3 bench/bench_grpo.py --r1d $(BUILD)/r1d
 
 # The HTTP server against the engine alone, same requests, same run.
-bench-server: build $(VENV)/.stamp $(MODEL)/config.json
+bench-server: build $(VENV)/.stamp
 	$(VENV)/bin/python bench/bench_server.py --r1d $(BUILD)/r1d --model $(MODEL)
 
 # What storage costs: output tok/s at 64 streams with logging on vs off (same

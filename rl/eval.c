@@ -446,12 +446,15 @@ double r1d_eval_wilson(int s, int n, double *lo, double *hi) {
   return half;
 }
 
-/* The metric over per-task values v[n]: Wilson when every value is 0 or 1
- * (bounded metrics), else the normal approximation over the means. */
-static r1d_eval_metric metric_of(const double *v, int n, int bounded) {
+/* The metric over per-task values v[n]. Shares of samples (rate = 1) take
+ * the Wilson interval when every task scored 0 or 1 (each task is then one
+ * Bernoulli trial), else the normal approximation over the per-task means;
+ * the language share and lengths are not counts of successes and always
+ * take the normal one. */
+static r1d_eval_metric metric_of(const double *v, int n, int rate, int unit) {
   r1d_eval_metric m = {0};
   double sum = 0, sq = 0;
-  int binary = bounded, ones = 0;
+  int binary = rate, ones = 0;
   for (int i = 0; i < n; i++) {
     sum += v[i];
     sq += v[i] * v[i];
@@ -465,11 +468,9 @@ static r1d_eval_metric metric_of(const double *v, int n, int bounded) {
   }
   double var = n > 1 ? (sq - sum * sum / n) / (n - 1) : 0;
   m.ci = Z95 * sqrt(var > 0 ? var / n : 0);
-  m.lo = m.value - m.ci;
+  m.lo = m.value - m.ci < 0 ? 0 : m.value - m.ci; /* none is negative */
   m.hi = m.value + m.ci;
-  if (bounded && m.lo < 0) m.lo = 0;
-  if (bounded && m.hi > 1) m.hi = 1;
-  if (!bounded && m.lo < 0) m.lo = 0; /* lengths are not negative either */
+  if (unit && m.hi > 1) m.hi = 1;
   return m;
 }
 
@@ -547,7 +548,7 @@ int r1d_eval_aggregate(const r1d_eval_outcome *s, int n_tasks, int k,
   for (int m = 0; m < N_METRICS; m++) {
     for (int i = 0; i < n_tasks; i++)
       col[i] = v[(size_t)i * N_METRICS + m];
-    *dst[m] = metric_of(col, n_tasks, m != M_LEN);
+    *dst[m] = metric_of(col, n_tasks, m != M_LEN && m != M_LANG, m != M_LEN);
   }
   free(col);
   free(v);

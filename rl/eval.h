@@ -23,15 +23,18 @@
  *                 length limit.
  *
  * Intervals: every metric's `ci` is a 95% half-width over tasks (the k
- * samples of one task are correlated, so samples are not the unit). When
- * every per-task value is 0 or 1 (cons and pass_k always, all the rates
- * when k == 1, or by chance) the Wilson score interval is used: it stays
- * honest at 0% and 100%, where the normal one collapses to zero width; ci
- * is then half its width and [lo, hi] the interval itself, whose centre is
- * pulled towards 0.5 (so value +- ci is not exactly [lo, hi]). Otherwise
- * the normal approximation over the per-task means, 1.96 * s / sqrt(n)
- * with the sample standard deviation s, and [lo, hi] = value +- ci clamped
- * to [0, 1] for rates. One task: ci 0 for means (no spread to measure).
+ * samples of one task are correlated, so samples are not the unit). For
+ * the shares of samples (pass1, strict_pass1, cons, pass_k, format_rate,
+ * readable, truncated_rate), when every per-task value is 0 or 1 (cons and
+ * pass_k always, all of them when k == 1, or by chance) the Wilson score
+ * interval is used: it stays honest at 0% and 100%, where the normal one
+ * collapses to zero width; ci is then half its width and [lo, hi] the
+ * interval itself, whose centre is pulled towards 0.5 (so value +- ci is
+ * not exactly [lo, hi]). Otherwise, and always for language and mean_len
+ * (not counts of successes), the normal approximation over the per-task
+ * means, 1.96 * s / sqrt(n) with the sample standard deviation s, and
+ * [lo, hi] = value +- ci clamped to [0, 1] (lengths: to >= 0). One task
+ * and no Wilson: ci 0 (no spread to measure).
  *
  * The aggregation (r1d_eval_aggregate) is a pure function of per-sample
  * outcomes, apart from the sampling, so it is tested on hand-made data. */

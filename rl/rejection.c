@@ -102,6 +102,47 @@ static int write_row(FILE *out, const json_t *task, const r1d_eval_sample *s,
   return rc;
 }
 
+/* The prompt's preference pair: the first kept sample's answer (else the
+ * task's reference "solution" answer) against the first one rejected for
+ * being wrong, malformed or of mixed language (truncated ones have no
+ * answer to judge; duplicates and surplus are good). *written = 1 when a
+ * pair was written. */
+static int write_pair(FILE *out, const json_t *task, const r1d_eval_sample *s,
+                      const r1d_reject_reason *reasons, int k, int *written,
+                      r1d_error *err) {
+  int good = -1, bad = -1;
+  *written = 0;
+  for (int j = 0; j < k; j++) {
+    if (reasons[j] == R1D_REJECT_KEPT && good < 0) good = j;
+    if ((reasons[j] == R1D_REJECT_WRONG || reasons[j] == R1D_REJECT_MALFORMED ||
+         reasons[j] == R1D_REJECT_MIXED) &&
+        bad < 0)
+      bad = j;
+  }
+  /* no kept sample: the task's reference answer, when it has one (as a
+   * user's "preferred" text in /v1/feedback) */
+  const char *chosen = good >= 0
+                           ? s[good].answer
+                           : json_string_value(json_object_get(
+                                 json_object_get(task, "solution"), "answer"));
+  if (!chosen || bad < 0 || !strcmp(chosen, s[bad].answer)) return R1D_OK;
+  json_t *prompt = json_object_get(task, "messages");
+  if (!json_is_array(prompt)) prompt = json_object_get(task, "prompt");
+  json_t *row = json_pack("{s:O?, s:s, s:s}", "prompt", prompt, "chosen",
+                          chosen, "rejected", s[bad].answer);
+  char *line = row ? json_dumps(row, JSON_COMPACT) : NULL;
+  int rc = R1D_OK;
+  if (!line)
+    rc = r1d_fail(err, R1D_ENOMEM, "rejection: out of memory");
+  else if (fprintf(out, "%s\n", line) < 0)
+    rc = r1d_fail(err, R1D_EIO, "rejection: writing the pairs failed");
+  else
+    *written = 1;
+  free(line);
+  json_decref(row);
+  return rc;
+}
+
 int r1d_rejection_run(r1d_engine *e, const r1d_tokenizer *tok,
                       const r1d_grpo_task *tasks, const json_t *task_json,
                       int n, const r1d_reject_config *cfg,
@@ -134,6 +175,11 @@ int r1d_rejection_run(r1d_engine *e, const r1d_tokenizer *tok,
       rc = write_row(out, json_array_get(task_json, (size_t)i), &s[j], err);
     }
     stats->prompts_kept += kept > 0;
+    int pair = 0;
+    if (rc == 0 && cfg->pairs)
+      rc = write_pair(cfg->pairs, json_array_get(task_json, (size_t)i), s,
+                      reasons, k, &pair, err);
+    stats->pairs += pair;
   }
   free(reasons);
   stats->prompts = n;
@@ -154,10 +200,11 @@ json_t *r1d_reject_stats_json(const r1d_reject_stats *s) {
       rej = NULL;
     }
   if (!rej) return NULL;
-  return json_pack("{s:I, s:I, s:I, s:f, s:I, s:o, s:I, s:f}", "prompts",
+  return json_pack("{s:I, s:I, s:I, s:f, s:I, s:o, s:I, s:I, s:f}", "prompts",
                    (json_int_t)s->prompts, "samples", (json_int_t)s->samples,
                    "accepted", (json_int_t)s->accepted, "accept_rate",
                    s->samples ? (double)s->accepted / (double)s->samples : 0.0,
                    "prompts_kept", (json_int_t)s->prompts_kept, "rejected", rej,
-                   "tokens", (json_int_t)s->tokens, "wall_s", s->wall_s);
+                   "tokens", (json_int_t)s->tokens, "pairs",
+                   (json_int_t)s->pairs, "wall_s", s->wall_s);
 }

@@ -47,6 +47,12 @@ typedef struct r1d_reject_config {
                              max_tokens, seed, answer style, language */
   int keep;               /* per prompt (1) */
   double min_language;    /* 1.0: single-script thoughts only */
+  /* Preference pairs, when set: for each prompt with a kept sample (or a
+   * reference "solution" answer in its task) and a wrong, malformed or
+   * mixed-language one, {"prompt", "chosen", "rejected"} with the two final
+   * answers (what r1d rm trains on; a stand-in for user feedback when there
+   * is none). NULL: none. */
+  FILE *pairs;
 } r1d_reject_config;
 
 void r1d_reject_config_default(r1d_reject_config *c);
@@ -67,6 +73,7 @@ typedef struct r1d_reject_stats {
   long prompts, samples, accepted, prompts_kept;
   long reasons[R1D_REJECT_N]; /* [R1D_REJECT_KEPT] == accepted */
   long tokens;                /* completion tokens sampled */
+  long pairs;                 /* preference pairs written */
   double wall_s;
 } r1d_reject_stats;
 
@@ -81,7 +88,7 @@ int r1d_rejection_run(r1d_engine *e, const r1d_tokenizer *tok,
 
 /* The stats as a JSON object (new reference; NULL when out of memory):
  * prompts, samples, accepted, accept_rate, prompts_kept, rejected: {reason:
- * count}, tokens, wall_s. */
+ * count}, tokens, pairs, wall_s. */
 json_t *r1d_reject_stats_json(const r1d_reject_stats *s);
 
 #endif

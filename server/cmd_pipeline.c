@@ -23,7 +23,9 @@
  *    "plots": [{"name": "zero-vs-cold", "stages": ["r1-zero", "reasoning"],
  *               "fields": "accuracy,format_rate,completion_len"}]}
  * Placeholders: {dir} the stage's folder OUT/NAME, {out} OUT, {NAME} an
- * earlier stage's model, {VAR} a var (`--set VAR=VALUE` overrides one).
+ * earlier stage's model, {VAR} a var (`--set VAR=VALUE` overrides one; a
+ * var's value may hold placeholders). An argument that expands to the
+ * empty string is left out, so a var can switch an option on and off.
  *
  * Each stage leaves OUT/NAME/{log.txt, stage.json, eval.json, plots/}; the
  * pipeline keeps OUT/results.jsonl (one evaluation row per stage, in order),
@@ -103,8 +105,13 @@ static const char *set_value(const pipeline *p, const char *name, size_t len) {
 }
 
 /* Appends the value of placeholder name[0..len) for stage s. */
+static int expand_depth(const pipeline *p, int s, const char *text, char **out,
+                        int depth, r1d_error *err);
+
+/* Appends the value of placeholder name[0..len) for stage s; a var's value
+ * may hold placeholders itself ("{out}/x"), up to 4 levels deep. */
 static int expand_name(const pipeline *p, int s, const char *name, size_t len,
-                       r1d_buf *b, r1d_error *err) {
+                       int depth, r1d_buf *b, r1d_error *err) {
   char key[128];
   if (len == 0 || len >= sizeof key)
     return r1d_fail(err, R1D_EINVAL, "stage %s: a bad placeholder",
@@ -143,14 +150,36 @@ static int expand_name(const pipeline *p, int s, const char *name, size_t len,
                     "stage %s: {%s} is neither dir, out, an earlier stage nor "
                     "a var",
                     p->st[s].name, key);
+  if (strchr(v, '{') && strchr(v, '}')) {
+    if (depth >= 4)
+      return r1d_fail(err, R1D_EINVAL,
+                      "stage %s: {%s} nests placeholders too deep",
+                      p->st[s].name, key);
+    char *inner = NULL;
+    int rc = expand_depth(p, s, v, &inner, depth + 1, err);
+    if (rc) return rc;
+    rc = r1d_buf_append(b, inner, strlen(inner))
+             ? r1d_fail(err, R1D_ENOMEM, "out of memory")
+             : R1D_OK;
+    free(inner);
+    return rc;
+  }
   return r1d_buf_append(b, v, strlen(v))
              ? r1d_fail(err, R1D_ENOMEM, "out of memory")
              : R1D_OK;
 }
 
 /* A new string: text with every {name} replaced. */
+static int expand_depth(const pipeline *p, int s, const char *text, char **out,
+                        int depth, r1d_error *err);
+
 static int expand(const pipeline *p, int s, const char *text, char **out,
                   r1d_error *err) {
+  return expand_depth(p, s, text, out, 0, err);
+}
+
+static int expand_depth(const pipeline *p, int s, const char *text, char **out,
+                        int depth, r1d_error *err) {
   r1d_buf b = {0};
   int rc = R1D_OK;
   for (const char *c = text; rc == 0 && *c;) {
@@ -164,7 +193,8 @@ static int expand(const pipeline *p, int s, const char *text, char **out,
     if (r1d_buf_append(&b, c, (size_t)(open - c)))
       rc = r1d_fail(err, R1D_ENOMEM, "out of memory");
     if (rc == 0)
-      rc = expand_name(p, s, open + 1, (size_t)(close - open - 1), &b, err);
+      rc = expand_name(p, s, open + 1, (size_t)(close - open - 1), depth, &b,
+                       err);
     c = close + 1;
   }
   if (rc == 0 && r1d_buf_append(&b, "", 1))
@@ -260,6 +290,11 @@ static int load_recipe(pipeline *p, r1d_error *err) {
       if (rc) {
         json_decref(expanded);
         return rc;
+      }
+      if (!s->argv[s->argc][0]) { /* an empty var: no argument at all */
+        free(s->argv[s->argc]);
+        s->argv[s->argc] = NULL;
+        continue;
       }
       json_array_append_new(expanded, json_string(s->argv[s->argc]));
       s->argc++;

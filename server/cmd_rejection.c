@@ -61,7 +61,11 @@ const char cmd_rejection_sample_help[] =
     "also when the model answered in R1-Zero <answer> tags; `r1d sft --data`\n"
     "trains on them. Prints how many were kept and why the others were not.\n"
     "  --model DIR              Hugging Face folder (Qwen2 or Llama)\n"
-    "  --out FILE               the SFT rows (JSONL)\n" SAMPLING_HELP
+    "  --out FILE               the SFT rows (JSONL)\n"
+    "  --pairs FILE             also preference pairs for r1d rm: per prompt\n"
+    "                           a kept answer (chosen) against a wrong,\n"
+    "                           malformed or mixed-language one "
+    "(rejected)\n" SAMPLING_HELP
     "Exit status: 0 done (also when nothing was kept), 1 a failure, 2 bad\n"
     "arguments, model or tasks.\n";
 
@@ -77,6 +81,8 @@ const char cmd_distill_help[] =
     "may differ in size but must share the tokenizer.\n"
     "  --teacher DIR --student DIR   Hugging Face folders\n"
     "  --out DIR                the data, checkpoints and metrics.jsonl\n"
+    "  --mix-in FILE            SFT rows added to the teacher's (R1's 800k\n"
+    "                           distillation rows held non-reasoning ones)\n"
     "Sampling (the teacher):\n" SAMPLING_HELP "Fine-tuning (the student):\n"
     "  --epochs E               passes over the kept rows (2, as R1)\n"
     "  --max-steps N            optimizer steps (overrides --epochs)\n"
@@ -96,6 +102,8 @@ typedef struct rs_opts {
   int distill;
   const char *model, *student, *tasks, *task_gen, *split, *out;
   const char *template_name, *student_template, *style, *language, *metrics;
+  const char *pairs;  /* rejection-sample --pairs FILE */
+  const char *mix_in; /* rejection-sample --mix-in FILE */
   long long k, keep, max_tokens, threads, seed, count;
   long long max_steps, grad_accum, pack_tokens, sft_seed;
   double temperature, top_p, min_language, epochs, lr, warmup_ratio;
@@ -134,6 +142,8 @@ static int parse_args(int argc, char **argv, rs_opts *o) {
                                 {"pack-tokens", required_argument, 0, 'X'},
                                 {"sft-seed", required_argument, 0, 'E'},
                                 {"metrics", required_argument, 0, 'F'},
+                                {"pairs", required_argument, 0, 'R'},
+                                {"mix-in", required_argument, 0, 'I'},
                                 {"help", no_argument, 0, 'h'},
                                 {0, 0, 0, 0}};
   int c, idx = 0;
@@ -180,6 +190,13 @@ static int parse_args(int argc, char **argv, rs_opts *o) {
     case 'X': bad = cli_parse_int(optarg, 2, 1 << 22, &o->pack_tokens); break;
     case 'E': bad = cli_parse_int(optarg, 0, 1LL << 62, &o->sft_seed); break;
     case 'F': o->metrics = optarg; break;
+    case 'R':
+      if (o->distill)
+        return cli_usage_error("distill: --pairs is an option of "
+                               "rejection-sample");
+      o->pairs = optarg;
+      break;
+    case 'I': o->mix_in = optarg; break;
     case 'h':
       fputs(o->distill ? cmd_distill_help : cmd_rejection_sample_help, stdout);
       return -1;
@@ -261,9 +278,11 @@ static int sample_rows(rs_opts *o, const char *out_path, r1d_reject_stats *st,
     if (tasks[i].n_prompt > max_prompt) max_prompt = tasks[i].n_prompt;
   if (rc == 0)
     rc = r1d_eval_model_start(&em, max_prompt, (int)o->max_tokens, err);
-  FILE *f = NULL;
+  FILE *f = NULL, *pf = NULL;
   if (rc == 0 && !(f = fopen(out_path, "w")))
     rc = r1d_fail(err, R1D_EIO, "%s: cannot write", out_path);
+  if (rc == 0 && o->pairs && !(pf = fopen(o->pairs, "w")))
+    rc = r1d_fail(err, R1D_EIO, "%s: cannot write", o->pairs);
   if (rc == 0) {
     const char *tmpl_name = r1d_template_name(em.tmpl);
     if (!o->style) o->style = !strcmp(tmpl_name, "r1-zero") ? "tags" : "think";
@@ -280,6 +299,7 @@ static int sample_rows(rs_opts *o, const char *out_path, r1d_reject_stats *st,
              o->language);
     cfg.keep = (int)o->keep;
     cfg.min_language = o->min_language;
+    cfg.pairs = pf;
     int bar = isatty(2);
     if (bar)
       fprintf(stderr,
@@ -293,6 +313,8 @@ static int sample_rows(rs_opts *o, const char *out_path, r1d_reject_stats *st,
   }
   if (f && fclose(f) && rc == 0)
     rc = r1d_fail(err, R1D_EIO, "%s: write failed", out_path);
+  if (pf && fclose(pf) && rc == 0)
+    rc = r1d_fail(err, R1D_EIO, "%s: write failed", o->pairs);
   r1d_eval_tasks_free(tasks, n);
   json_decref(task_json);
   r1d_eval_model_close(&em);
@@ -324,6 +346,39 @@ static void rs_defaults(rs_opts *o, int distill) {
                  .sft_seed = 42};
 }
 
+/* --mix-in: the non-blank lines of src appended to dst (each must be a
+ * JSON object; the SFT loader checks the rest). */
+static int append_rows(const char *src, const char *dst, long *n,
+                       r1d_error *err) {
+  char *text = NULL;
+  size_t len = 0;
+  int rc = r1d_read_file(src, &text, &len, err);
+  if (rc) return rc;
+  FILE *f = fopen(dst, "a");
+  if (!f) rc = r1d_fail(err, R1D_EIO, "%s: cannot append", dst);
+  long line = 0;
+  for (char *c = text, *nl; rc == 0 && c < text + len; c = nl + 1) {
+    nl = memchr(c, '\n', (size_t)(text + len - c));
+    if (!nl) nl = text + len;
+    line++;
+    if (nl == c) continue;
+    json_t *j = json_loadb(c, (size_t)(nl - c), 0, NULL);
+    int ok = json_is_object(j);
+    json_decref(j);
+    if (!ok)
+      rc = r1d_fail(err, R1D_EINVAL, "%s:%ld: not a JSON object", src, line);
+    else if (fwrite(c, 1, (size_t)(nl - c), f) != (size_t)(nl - c) ||
+             fputc('\n', f) == EOF)
+      rc = r1d_fail(err, R1D_EIO, "%s: write failed", dst);
+    else
+      (*n)++;
+  }
+  if (f && fclose(f) && rc == 0)
+    rc = r1d_fail(err, R1D_EIO, "%s: write failed", dst);
+  free(text);
+  return rc;
+}
+
 int cmd_rejection_sample(int argc, char **argv) {
   rs_opts o;
   rs_defaults(&o, 0);
@@ -333,8 +388,12 @@ int cmd_rejection_sample(int argc, char **argv) {
   r1d_error err = {0};
   r1d_reject_stats stats;
   int rc = sample_rows(&o, o.out, &stats, &err);
+  long mixed = 0;
+  if (rc == 0 && o.mix_in) rc = append_rows(o.mix_in, o.out, &mixed, &err);
   if (rc) return report(rc, &err);
   print_stats(&stats, o.out);
+  if (o.mix_in)
+    fprintf(stderr, "r1d: %ld rows of %s mixed in\n", mixed, o.mix_in);
   if (o.json) {
     json_t *j = r1d_reject_stats_json(&stats);
     char *line =
@@ -514,7 +573,14 @@ int cmd_distill(int argc, char **argv) {
     return report(rc, &err);
   }
   print_stats(&stats, data);
-  if (stats.accepted == 0) {
+  long mixed = 0;
+  if (o.mix_in && (rc = append_rows(o.mix_in, data, &mixed, &err))) {
+    free(data);
+    return report(rc, &err);
+  }
+  if (o.mix_in)
+    fprintf(stderr, "r1d: %ld rows of %s mixed in\n", mixed, o.mix_in);
+  if (stats.accepted + mixed == 0) {
     fprintf(stderr,
             "r1d: the teacher kept no sample: nothing to train the student "
             "on (more --k, a longer --max-tokens, or a better teacher)\n");

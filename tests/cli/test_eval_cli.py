@@ -90,10 +90,17 @@ def test_eval_of_a_trained_model_scores_above_zero(teacher, tmp_path):
 def test_rejection_sample_writes_rows_that_sft_trains_on(teacher, tiny_model, tmp_path):
     rows = tmp_path / "rs.jsonl"
     p = run(["rejection-sample", "--model", str(teacher["model"]), "--tasks", teacher["tasks"],
-             "--k", "4", "--keep", "2", "--out", str(rows), "--json"] + TEACH)
+             "--k", "4", "--keep", "2", "--out", str(rows), "--json",
+             "--pairs", str(tmp_path / "pairs.jsonl")] + TEACH)
     assert p.returncode == 0, p.err
     st = json.loads(p.out)
     assert st["prompts"] == 4 and st["samples"] == 16
+    # preference pairs: a kept (right) answer against a rejected one
+    pairs = [json.loads(l) for l in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert 1 <= len(pairs) == st["pairs"] <= 4  # the teacher errs often enough
+    for pr in pairs:
+        right = {f"What is {a} + {b}?": a + b for a, b in SUMS}[pr["prompt"]]
+        assert pr["chosen"].strip() == str(right) and pr["rejected"] != pr["chosen"]
     assert st["accepted"] == sum(1 for _ in rows.read_text().splitlines()) > 0
     assert st["accepted"] + sum(st["rejected"].values()) == 16
     assert st["prompts_kept"] <= 4 and "accepted" in p.err

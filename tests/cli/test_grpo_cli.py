@@ -140,3 +140,43 @@ def test_generated_tasks(tiny_model, tmp_path):
                          (["--task-gen", "addition", "--tasks", "x.jsonl"], "one of --tasks")):
         p = run(["grpo", "--model", str(tiny_model), "--out", str(tmp_path / "o")] + args)
         assert p.returncode == 2 and needle in p.err, (args, p.err)
+
+
+def test_align_adds_the_reward_models_preference(tiny_model, tmp_path):
+    """`r1d align`: GRPO plus W * sigmoid(score) of a reward model (here the
+    untrained judge a plain model folder is) from --preference-start on, on
+    the tasks and on --general prompts that have no checker."""
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps({"prompt": f"Say hello to {n}"}) + "\n"
+                               for n in ("Ada", "Bob", "Cy")) + "\n")
+    out = tmp_path / "aligned"
+    p = run(["align", "--model", str(tiny_model), "--reward-model", str(tiny_model),
+             "--task-gen", "addition:1", "--task-count", "16", "--eval-count", "4",
+             "--general", str(general), "--out", str(out), "--max-steps", "4",
+             "--prompts-per-step", "2", "--num-generations", "2",
+             "--max-completion-length", "8", "--lr", "1e-4", "--preference-start", "0.5",
+             "--reward-preference", "0.5", "--eval-samples", "1", "--progress", "json",
+             "--threads", "2"])
+    assert p.returncode == 0, p.err
+    assert "19 training tasks" in p.err  # 16 generated + 3 general prompts
+    steps = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [s for s in steps if "reward" in s]
+    assert [("preference" in s) for s in train] == [False, False, True, True]
+    assert all(0 < s["preference"] < 1 for s in train[2:])
+    assert (out / "last" / "model.safetensors").exists()
+    for args, needle in (([], "--reward-model RMDIR is required"),
+                         (["--reward-model", str(tmp_path / "none")], "none"),
+                         (["--reward-model", str(tiny_model), "--general", str(tmp_path / "g")],
+                          "g")):
+        q = run(["align", "--model", str(tiny_model), "--task-gen", "addition:1",
+                 "--task-count", "8", "--eval-count", "2", "--out", str(tmp_path / "x")] + args)
+        assert q.returncode == 2 and needle in q.err and q.err.count("\n") == 1, (args, q.err)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{\"prompt\": \"ok\"}\n[1]\n")
+    q = run(["align", "--model", str(tiny_model), "--reward-model", str(tiny_model),
+             "--task-gen", "addition:1", "--task-count", "8", "--eval-count", "2", "--general", str(bad),
+             "--out", str(tmp_path / "x")])
+    assert q.returncode == 2 and "bad.jsonl:2" in q.err, q.err
+    q = run(["grpo", "--model", str(tiny_model), "--reward-model", str(tiny_model),
+             "--task-gen", "addition:1", "--out", str(tmp_path / "x")])
+    assert q.returncode == 2 and "belong to r1d align" in q.err

@@ -191,6 +191,9 @@ static void test_k1(void **state) {
   double lo, hi;
   NEAR(r.pass1.ci, r1d_eval_wilson(3, 5, &lo, &hi), 1e-12);
   NEAR(r.strict_pass1.ci, r1d_eval_wilson(2, 5, &lo, &hi), 1e-12);
+  /* the language share is not a success count: normal, no spread here */
+  NEAR(r.language.value, 1.0, 0);
+  NEAR(r.language.ci, 0.0, 0);
   r1d_eval_result_free(&r);
 }
 

@@ -432,8 +432,15 @@ static void test_compute_errors(void **state) {
                    R1D_EINVAL);
   assert_non_null(strstr(err.msg, "checker.type"));
   json_decref(chk);
-  assert_int_equal(r1d_reward_compute(&c, NULL, "a</think>b", NULL, &r, &err),
-                   R1D_EINVAL);
+  /* no checker: a general prompt (alignment RL): no accuracy term, the
+   * rest still scored */
+  c.w_format = 0.5;
+  r1d_completion_info in_think = {1, 3, 0};
+  assert_int_equal(
+      r1d_reward_compute(&c, NULL, "a</think>b", &in_think, &r, &err), 0);
+  assert_int_equal(r.correct, 0);
+  assert_true(r.accuracy == 0.0 && r.format_ok == 1 && r.total == 0.5);
+  c.w_format = 0.0;
   chk = json_loads("{\"type\":\"exact\",\"answer\":\"b\"}", 0, NULL);
   assert_int_equal(r1d_reward_compute(&c, chk, "a</think>b", NULL, &r, &err),
                    0);
