@@ -32,7 +32,8 @@ static int task_prepare(const json_t *task, const r1d_template *tmpl,
   const char *id = json_string_value(json_object_get(task, "id"));
   snprintf(out->id, sizeof out->id, "%s", id ? id : "?");
   json_t *checker = json_object_get(task, "checker");
-  if (general && (!checker || json_is_null(checker))) checker = NULL;
+  if (general && (!checker || json_is_null(checker)))
+    checker = NULL;
   else if (!json_is_object(checker))
     return r1d_fail(err, R1D_EINVAL, "task %s: no checker object", out->id);
   if (!tmpl)
@@ -603,8 +604,8 @@ static int train_step(run *r, const r1d_grpo_task *train, long step,
   mt->preference = NAN;
   if (c->preference &&
       step > (long)(c->preference_start * (double)c->max_steps)) {
-    rc = add_preference(r, train, pick, P, G, ro, rewards, &mt->preference,
-                        err);
+    rc =
+        add_preference(r, train, pick, P, G, ro, rewards, &mt->preference, err);
     if (rc) goto done;
   }
   long gen_tokens = 0;

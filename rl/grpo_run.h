@@ -123,7 +123,7 @@ typedef struct r1d_grpo_metrics {
   int groups, flat_groups;        /* flat: all rewards equal (no signal) */
   double loss, kl, clip_ratio, lr, grad_norm;
   double preference; /* mean sigmoid(score) of the scorer, NAN when off */
-  long tokens; /* completion tokens trained on */
+  long tokens;       /* completion tokens trained on */
   /* where the step's time went, seconds */
   double t_rollout, t_reward, t_ref, t_backward, t_optim, t_step;
   double rollout_tokens_per_s;

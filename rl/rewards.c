@@ -431,7 +431,8 @@ int r1d_reward_compute(const r1d_reward_config *cfg, const json_t *checker,
   answer[ans_len] = '\0';
   /* No checker: a general prompt (alignment RL), judged by a reward model
    * outside this sum; format, language and length still count. */
-  int rc = checker ? r1d_verify_checker(checker, answer, &out->verdict, err) : 0;
+  int rc =
+      checker ? r1d_verify_checker(checker, answer, &out->verdict, err) : 0;
   free(answer);
   if (rc) return rc;
   out->correct = out->verdict.correct;
