@@ -345,9 +345,16 @@ static int run_child(char *const *argv, const char *stdout_path,
     execv(argv[0], argv);
     _exit(127);
   }
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
+  int status, forwarded = 0;
+  while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return -1;
+    /* a stop for the pipeline is a stop for its stage: the child saves a
+     * checkpoint and exits at its next step boundary */
+    if (*cli_stop_flag() && !forwarded) {
+      kill(pid, SIGTERM);
+      forwarded = 1;
+    }
+  }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }

@@ -159,3 +159,33 @@ def test_the_shipped_recipe_shortened(tmp_path):
     # resuming a finished run does nothing
     p = run(args)
     assert p.returncode == 0 and p.err.count("done before, skipped") == len(st), p.err
+
+
+def test_a_stop_signal_stops_the_running_stage(tmp_path):
+    """SIGTERM to the pipeline reaches the stage it runs: the stage saves
+    and exits, the pipeline records it as not done and exits 1; the next
+    run does that stage again."""
+    import signal
+    import subprocess
+    import time
+    from conftest import R1D
+    recipe = write_recipe(tmp_path / "r.json", [
+        {"name": "gen", "cmd": ["tasks", "gen", "addition:2", "--count", "200", "--eval-count",
+                                "0", "--format", "text"], "stdout": "{dir}/t.jsonl"},
+        {"name": "base", "cmd": ["model", "init", "--preset", "tiny", "--out", "{dir}"],
+         "model": "{dir}"},
+        {"name": "long", "cmd": ["pretrain", "--model", "{base}", "--data", "{out}/gen/t.jsonl",
+                                 "--max-steps", "100000", "--max-len", "256", "--max-tokens", "256",
+                                 "--threads", "1",
+                                 "--progress", "json", "--out", "{dir}"], "model": "{dir}/last"},
+    ])
+    out = tmp_path / "out"
+    p = subprocess.Popen([R1D, "pipeline", str(recipe), "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "long" / "metrics.jsonl").exists():
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and "stopped by a signal during stage long" in err, err
+    assert state(out)["long"]["status"] != "done" and state(out)["base"]["status"] == "done"
