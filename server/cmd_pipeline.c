@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -92,6 +93,7 @@ typedef struct pipeline {
   stage st[MAX_STAGES];
   int n;
   int dry_run;
+  int lock_fd;     /* OUT/.lock, held while running */
   char self[4096]; /* this binary, for the children */
 } pipeline;
 
@@ -318,6 +320,7 @@ static void pipeline_free(pipeline *p) {
     free(s->model);
   }
   json_decref(p->recipe);
+  if (p->lock_fd > 0) close(p->lock_fd);
 }
 
 /* ---- running ------------------------------------------------------------ */
@@ -734,6 +737,25 @@ static void load_done_times(stage *s) {
   json_decref(j);
 }
 
+/* One pipeline per folder: a second one would clear the stage folders the
+ * first one's children are writing. The lock (flock on OUT/.lock) goes
+ * with the process, however it ends. */
+static int lock_out(pipeline *p, r1d_error *err) {
+  char *path = r1d_path_join(p->out, ".lock");
+  if (!path) return r1d_fail(err, R1D_ENOMEM, "out of memory");
+  p->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int rc = R1D_OK;
+  if (p->lock_fd < 0)
+    rc = r1d_fail(err, R1D_EIO, "%s: %s", path, strerror(errno));
+  else if (flock(p->lock_fd, LOCK_EX | LOCK_NB) != 0)
+    rc = r1d_fail(err, R1D_ESTATE,
+                  "another r1d pipeline is running in %s (wait for it, or "
+                  "stop it)",
+                  p->out);
+  free(path);
+  return rc;
+}
+
 int cmd_pipeline(int argc, char **argv) {
   pipeline p = {0};
   const char *only = NULL, *from = NULL;
@@ -798,7 +820,7 @@ int cmd_pipeline(int argc, char **argv) {
     }
     goto out;
   }
-  if (r1d_mkdir_p(p.out, &err)) {
+  if (r1d_mkdir_p(p.out, &err) || lock_out(&p, &err)) {
     status = cli_report(&err);
     goto out;
   }

@@ -185,6 +185,9 @@ def test_a_stop_signal_stops_the_running_stage(tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out / "long" / "metrics.jsonl").exists():
         time.sleep(0.1)
+    # a second pipeline on the same folder is refused while the first runs
+    q = run(["pipeline", str(recipe), "--out", str(out)])
+    assert q.returncode == 2 and "another r1d pipeline is running" in q.err, q.err
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "stopped by a signal during stage long" in err, err
