@@ -64,6 +64,8 @@ ship-model:
 	cp $(RUNS)/r1d-tiny/results.jsonl $(RUNS)/r1d-tiny/results.svg $(RUNS)/r1d-tiny/pipeline.json \
 	   models/r1d-tiny/results/
 	cp -r $(RUNS)/r1d-tiny/plots/* models/r1d-tiny/results/
+	mkdir -p models/r1d-tiny/results/r1-zero
+	cp $(RUNS)/r1d-tiny/r1-zero/plots/*.svg models/r1d-tiny/results/r1-zero/
 
 # The binary, the systemd unit and the example config (PREFIX via meson:
 # meson configure $(BUILD) -Dprefix=/usr).

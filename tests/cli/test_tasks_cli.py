@@ -290,14 +290,20 @@ def classify(doc, task):
     """The style a text document was written in, checked against its task."""
     prompt, sol = task["prompt"], task["solution"]
     if doc.startswith(R1_ZERO_HEAD):
+        # the answer in its tags, or (a quarter of them) bare after </think>
         head = R1_ZERO_HEAD + prompt + ". Assistant: <think> "
-        tail = " </think> <answer> " + sol["answer"] + " </answer>"
+        tagged = " </think> <answer> " + sol["answer"] + " </answer>"
+        tail = tagged if doc.endswith(tagged) else " </think> " + sol["answer"]
         assert doc.startswith(head) and doc.endswith(tail), doc
         thought = doc[len(head):-len(tail)]
+        bare = "-bare" if tail != tagged else ""
         if thought == sol["thought"]:
-            return "zero"
+            return "zero" + bare
+        if any("\u4e00" <= ch <= "\u9fff" for ch in thought):
+            assert not re.search("[A-Za-z]", thought), thought
+            return "zero-chinese" + bare
         assert "\n" not in thought and thought.startswith("I "), thought
-        return "zero-short"
+        return "zero-short" + bare
     if doc == prompt + " " + sol["answer"]:
         return "direct"
     assert doc.startswith(prompt + "\n") and doc.endswith("\nAnswer: " + sol["answer"]), doc
@@ -314,12 +320,15 @@ def test_gen_text_mix_and_pretrain(tiny_model, tmp_path):
     docs = gen("addition", "--count", n, "--eval-count", 10, "--seed", 2, "--format", "text")
     assert len(docs) == n and all(set(d) == {"text"} for d in docs)
     styles = [classify(d["text"], t) for d, t in zip(docs, tasks)]
-    count = {s: styles.count(s) for s in ("direct", "english", "chinese", "zero", "zero-short")}
-    # the default mix 0.4 / 0.3 / 0.15 / 0.15, half of zero short (4-sigma bounds)
+    count = {s: styles.count(s) for s in set(styles)}
+    # the default mix 0.4 / 0.3 / 0.15 / 0.15 (4-sigma bounds); zero ones:
+    # 40% short thoughts, 40% of the rest Chinese, a quarter bare answers
     for s, share in (("direct", 0.4), ("english", 0.3), ("chinese", 0.15)):
         assert abs(count[s] - share * n) < 4 * (share * (1 - share) * n) ** 0.5, count
-    zero = count["zero"] + count["zero-short"]
-    assert abs(zero - 0.15 * n) < 4 * (0.15 * 0.85 * n) ** 0.5 and count["zero"] and count["zero-short"], count
+    zero = [s for s in styles if s.startswith("zero")]
+    assert abs(len(zero) - 0.15 * n) < 4 * (0.15 * 0.85 * n) ** 0.5, count
+    assert {s.replace("-bare", "") for s in zero} == {"zero", "zero-short", "zero-chinese"}, count
+    assert 0 < sum(s.endswith("-bare") for s in zero) < len(zero) / 2, count
     # the zero documents are the template's own rendering, byte for byte
     p = run(["template", "--model", str(tiny_model), "--template", "r1-zero"],
             stdin=json.dumps([{"role": "user", "content": tasks[0]["prompt"]}]) + "\n", check=True)

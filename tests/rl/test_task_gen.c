@@ -250,9 +250,13 @@ static void check_thought_lines(const char *spec, const char *thought,
     if (sscanf(tail, " write %lld carry %lld", &w, &c) == 2 ||
         (!carry && sscanf(tail, " write %lld", &w) == 1)) {
       assert_int_equal(carry ? w + c * 10 : w, want);
-      char d[64];
-      snprintf(d, sizeof d, "%lld%s", w, written);
-      snprintf(written, sizeof written, "%s", d);
+      /* the digit written goes in front of those written before */
+      char d[24];
+      int n = snprintf(d, sizeof d, "%lld", w);
+      size_t have = strlen(written);
+      assert_true(n > 0 && (size_t)n + have < sizeof written);
+      memmove(written + n, written, have + 1);
+      memcpy(written, d, (size_t)n);
     } else if (!strncmp(tail, " now ", 5)) {
       long long rest;
       assert_true(eval_expr(tail + 5, &rest));

@@ -190,7 +190,7 @@ static void test_cap_and_empty(void **state) {
   json_decref(pairs);
   /* 12 answers with 12 ratings: 66 couples, capped per prompt */
   for (int i = 0; i < 12; i++) {
-    char id[R1D_RESPONSE_ID_MAX], ans[16];
+    char id[R1D_RESPONSE_ID_MAX], ans[32];
     snprintf(ans, sizeof ans, "answer %d", i);
     log_answer(&l, "Many?", ans, "chat.completion", "ok", id);
     feedback(&l, id, "{\"rating\": %g}", 1.0 + i / 3.0);
