@@ -220,6 +220,9 @@ static int valid_name(const char *s) {
   return 1;
 }
 
+static int eval_argv(const pipeline *p, int si, char ***out, r1d_error *err);
+static void argv_free(char **argv);
+
 static int load_recipe(pipeline *p, r1d_error *err) {
   json_error_t je;
   p->recipe = json_load_file(p->recipe_path, 0, &je);
@@ -305,7 +308,20 @@ static int load_recipe(pipeline *p, r1d_error *err) {
     json_decref(expanded);
     const char *model = json_string_value(json_object_get(def, "model"));
     if (model && expand(p, p->n - 1, model, &s->model, err)) return err->code;
+    /* the eval's arguments too, now rather than after a long stage */
+    json_t *own = json_object_get(def, "eval");
+    if (own && !json_is_array(own) && !json_is_false(own))
+      return r1d_fail(err, R1D_EINVAL,
+                      "%s: stage %s: \"eval\" must be an array or false",
+                      p->recipe_path, name);
+    char **probe = NULL;
+    if (eval_argv(p, p->n - 1, &probe, err)) return err->code;
+    argv_free(probe);
   }
+  json_t *common = json_object_get(p->recipe, "eval");
+  if (common && !json_is_array(common))
+    return r1d_fail(err, R1D_EINVAL, "%s: \"eval\" must be an array",
+                    p->recipe_path);
   return R1D_OK;
 }
 
@@ -475,6 +491,11 @@ static int eval_argv(const pipeline *p, int si, char ***out, r1d_error *err) {
         break;
       }
       if ((rc = expand(p, si, text, &argv[a], err))) break;
+      if (!argv[a][0]) { /* an empty var: no argument at all */
+        free(argv[a]);
+        argv[a] = NULL;
+        continue;
+      }
       a++;
     }
   }

@@ -93,6 +93,12 @@ def test_bad_recipes_are_refused(tmp_path):
         ({"stages": [{"name": "a", "cmd": "version"}]}, "\"cmd\" must be an array"),
         ({"stages": [{"name": "a", "cmd": ["model", "info", "--model", "{b}"]},
                      {"name": "b", "cmd": ["version"], "model": "{dir}"}]}, "{b} is neither"),
+        # the eval's arguments are checked before any stage runs
+        ({"eval": ["--k", "{kk}"], "stages": [{"name": "a", "cmd": ["version"],
+                                               "model": "{dir}"}]}, "{kk} is neither"),
+        ({"stages": [{"name": "a", "cmd": ["version"], "eval": "yes"}]},
+         "\"eval\" must be an array or false"),
+        ({"eval": "all", "stages": [{"name": "a", "cmd": ["version"]}]}, "\"eval\" must be an array"),
     ]
     for i, (recipe, msg) in enumerate(cases):
         path = tmp_path / f"r{i}.json"
