@@ -89,7 +89,7 @@ test-asan: deps $(ASAN_BUILD)/build.ninja $(VENV)/.stamp
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(ASAN_BUILD) --print-errorlogs --timeout-multiplier 4
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	R1D_BIN=$(abspath $(ASAN_BUILD))/r1d R1D_SHARED=$(abspath ..)/shared \
+	R1D_BIN=$(abspath $(ASAN_BUILD))/r1d R1D_SHARED=$(abspath ..)/shared R1D_ASAN=1 \
 	  $(VENV)/bin/pytest -q tests/cli
 
 test-cli: build $(VENV)/.stamp

@@ -4,7 +4,10 @@ itself, shortened to a few steps per stage, end to end: every stage must
 leave a loadable model and finite metrics and evaluation rows."""
 import json
 import math
+import os
 from pathlib import Path
+
+import pytest
 
 from conftest import run
 
@@ -127,6 +130,9 @@ def finite_numbers(obj):
     return True
 
 
+@pytest.mark.skipif(os.environ.get("R1D_ASAN") == "1",
+                    reason="ten training stages under ASan take minutes; every command "
+                           "they run has its own tests there")
 def test_the_shipped_recipe_shortened(tmp_path):
     """Every stage of the R1 recipe (pretrain, R1-Zero, cold start, reasoning
     RL, rejection sampling + SFT, reward model, alignment RL, student
