@@ -21,7 +21,8 @@
  *                "eval": ["--template", "r1-zero"] | false,
  *                "metrics": "{dir}/metrics.jsonl"}, ...],
  *    "plots": [{"name": "zero-vs-cold", "stages": ["r1-zero", "reasoning"],
- *               "fields": "accuracy,format_rate,completion_len"}]}
+ *               "fields": "accuracy,format_rate,completion_len"}],
+ *    "table": ["label", "pass1", ...]}      results.svg's columns (all: omit)
  * Placeholders: {dir} the stage's folder OUT/NAME, {out} OUT, {NAME} an
  * earlier stage's model, {VAR} a var (`--set VAR=VALUE` overrides one; a
  * var's value may hold placeholders). An argument that expands to the
@@ -564,10 +565,30 @@ static int write_results(const pipeline *p, r1d_error *err) {
   if (rc == 0 && rows > 0) {
     char *svg = r1d_path_join(p->out, "results.svg");
     char *log = r1d_path_join(p->out, "pipeline.log");
-    char *argv[] = {(char *)p->self, "plot", "--table", path,
-                    "--out",         svg,    NULL};
+    /* the recipe's "table": the columns worth a glance, in order */
+    json_t *cols = json_object_get(p->recipe, "table");
+    r1d_buf list = {0};
+    size_t i;
+    json_t *c;
+    json_array_foreach(cols, i, c) {
+      const char *name = json_string_value(c);
+      if (name && (r1d_buf_append(&list, ",", i ? 1 : 0) ||
+                   r1d_buf_append(&list, name, strlen(name))))
+        break;
+    }
+    int has_cols = list.n > 0 && r1d_buf_append(&list, "", 1) == 0;
+    char *argv[] = {(char *)p->self,
+                    "plot",
+                    "--table",
+                    path,
+                    "--out",
+                    svg,
+                    has_cols ? "--columns" : NULL,
+                    has_cols ? list.p : NULL,
+                    NULL};
     if (svg && log && run_child(argv, "/dev/null", log) != 0)
       fprintf(stderr, "r1d: pipeline: drawing %s failed (see %s)\n", svg, log);
+    r1d_buf_free(&list);
     free(svg);
     free(log);
   }
