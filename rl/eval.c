@@ -27,6 +27,9 @@
 #include "../common/buf.h"
 #include "../kernels/cpu/cpu_backend.h"
 #include "rollout.h"
+/* the checkers' own \boxed{} extraction and gcd: a vote key must read an
+ * answer exactly as the math checker will */
+#include "verifiers/verifiers_internal.h"
 
 static const double Z95 = 1.959963984540054;
 
@@ -81,52 +84,6 @@ static int is_alpha(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/* The content of the last complete \boxed{...} or \fbox{...} (braces
- * matched, \{ \} skipped) or `\boxed 5`; 0 when there is none. */
-static int last_boxed(const char *s, size_t n, const char **at, size_t *len) {
-  for (size_t i = n; i-- > 0;) {
-    size_t cmd;
-    if (s[i] != '\\') continue;
-    if (i + 6 <= n && memcmp(s + i, "\\boxed", 6) == 0)
-      cmd = 6;
-    else if (i + 5 <= n && memcmp(s + i, "\\fbox", 5) == 0)
-      cmd = 5;
-    else
-      continue;
-    size_t j = i + cmd;
-    if (j < n && is_alpha(s[j])) continue; /* \boxedfoo is another command */
-    if (j < n && s[j] == '{') {
-      int depth = 0;
-      for (size_t q = j; q < n; q++) {
-        if (s[q] == '\\' && q + 1 < n) {
-          q++;
-          continue;
-        }
-        if (s[q] == '{') depth++;
-        if (s[q] == '}' && --depth == 0) {
-          *at = s + j + 1;
-          *len = q - j - 1;
-          return 1;
-        }
-      }
-      continue; /* unclosed: an earlier complete one may still count */
-    }
-    if (j < n && s[j] == ' ') {
-      while (j < n && s[j] == ' ')
-        j++;
-      size_t e = j;
-      while (e < n && !is_space(s[e]) && s[e] != '$')
-        e++;
-      if (e > j) {
-        *at = s + j;
-        *len = e - j;
-        return 1;
-      }
-    }
-  }
-  return 0;
-}
-
 static int starts(const char *s, size_t n, size_t i, const char *w) {
   size_t l = strlen(w);
   return i + l <= n && memcmp(s + i, w, l) == 0 &&
@@ -171,17 +128,6 @@ static int compact(const char *s, size_t n, r1d_buf *o) {
   if (r1d_buf_append(o, "", 1)) return R1D_ENOMEM; /* NUL-terminated */
   o->n--;
   return R1D_OK;
-}
-
-static int64_t gcd64(int64_t a, int64_t b) {
-  if (a < 0) a = -a;
-  if (b < 0) b = -b;
-  while (b) {
-    int64_t t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
 }
 
 typedef struct ratio {
@@ -276,7 +222,7 @@ static int parse_scalar(const char *s, size_t n, size_t *i, ratio *out) {
       __builtin_mul_overflow(a.q, b.p, &q))
     return 0;
   if (q < 0) p = -p, q = -q;
-  int64_t g = gcd64(p, q);
+  int64_t g = r1d_gcd64(p, q);
   if (g > 1) p /= g, q /= g;
   out->p = neg ? -p : p;
   out->q = q;
@@ -363,7 +309,7 @@ char *r1d_eval_answer_key(const char *answer, size_t len,
   if (!answer) len = 0;
   const char *at;
   size_t n;
-  if (len && last_boxed(answer, len, &at, &n)) {
+  if (len && r1d_last_boxed(answer, len, &at, &n)) {
     answer = at;
     len = n;
   }

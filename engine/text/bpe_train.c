@@ -246,20 +246,10 @@ static int count_plain(enc_ctx *c, const char *s, size_t n) {
   return split_words((count_ctx *)c, 0, s, n);
 }
 
-/* As tok_encode_gap: NFC, then the normalized added tokens. */
+/* As tok_encode_gap: NFC, then the normalized added tokens; the words are
+ * counted instead of encoded. */
 static int count_gap(enc_ctx *c, const char *s, size_t n) {
-  if (n == 0) return 0;
-  char *norm = NULL;
-  if (c->t->nfc && !tok_nfc_trivially_stable(s, n)) {
-    size_t nl;
-    norm = tok_nfc_dup(s, n, &nl);
-    if (!norm) return r1d_fail(c->err, R1D_ENOMEM, "out of memory");
-    s = norm;
-    n = nl;
-  }
-  int rc = tok_split_added(c, &c->t->norm_trie, s, n, count_plain);
-  free(norm);
-  return rc;
+  return tok_normalize_gap(c, s, n, count_plain);
 }
 
 int r1d_bpe_trainer_add_text(r1d_bpe_trainer *tr, const char *text, size_t len,

@@ -226,11 +226,14 @@ int tok_compile_regex(const char *path, const char *pat, size_t n, int literal,
                       pcre2_code **out, r1d_error *err);
 
 /* tokenizer_pretok.c: tok_split_added cuts text at the added tokens of one
- * trie, passing the gaps to `gap`; tok_encode_gap is the gap handler for
- * raw text (normalize, normalized added tokens, pre-tokenize, BPE). */
+ * trie, passing the gaps to `gap`; tok_normalize_gap is the gap handler for
+ * raw text up to pre-tokenization (normalize, cut at the normalized added
+ * tokens, the rest to `plain`); tok_encode_gap is it with pre-tokenize + BPE
+ * as `plain` (bpe_train.c counts words with its own). */
 typedef int (*gap_fn)(enc_ctx *c, const char *s, size_t n);
 int tok_split_added(enc_ctx *c, const trie_t *tr, const char *s, size_t n,
                     gap_fn gap);
+int tok_normalize_gap(enc_ctx *c, const char *s, size_t n, gap_fn plain);
 int tok_encode_gap(enc_ctx *c, const char *s, size_t n);
 
 /* tokenizer_bpe.c: merges each pre-tokenized word in c->cur (spans of

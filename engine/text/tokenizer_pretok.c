@@ -238,8 +238,8 @@ int tok_split_added(enc_ctx *c, const trie_t *tr, const char *s, size_t n,
 }
 
 /* A gap between raw-matched added tokens: normalize it, then match the
- * normalized added tokens inside it. */
-int tok_encode_gap(enc_ctx *c, const char *s, size_t n) {
+ * normalized added tokens inside it, the text between them going to plain. */
+int tok_normalize_gap(enc_ctx *c, const char *s, size_t n, gap_fn plain) {
   if (n == 0) return 0;
   char *norm = NULL;
   if (c->t->nfc && !tok_nfc_trivially_stable(s, n)) {
@@ -249,7 +249,11 @@ int tok_encode_gap(enc_ctx *c, const char *s, size_t n) {
     s = norm;
     n = nl;
   }
-  int rc = tok_split_added(c, &c->t->norm_trie, s, n, encode_plain);
+  int rc = tok_split_added(c, &c->t->norm_trie, s, n, plain);
   free(norm);
   return rc;
+}
+
+int tok_encode_gap(enc_ctx *c, const char *s, size_t n) {
+  return tok_normalize_gap(c, s, n, encode_plain);
 }
