@@ -59,6 +59,17 @@ char *r1d_path_join(const char *dir, const char *name) {
   return p;
 }
 
+int r1d_next_line(const char *text, size_t len, size_t *pos, const char **line,
+                  size_t *n) {
+  if (!text || *pos >= len) return 0;
+  const char *at = text + *pos;
+  const char *nl = memchr(at, '\n', len - *pos);
+  *line = at;
+  *n = nl ? (size_t)(nl - at) : len - *pos;
+  *pos += *n + (nl != NULL);
+  return 1;
+}
+
 int r1d_file_exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);

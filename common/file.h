@@ -11,6 +11,12 @@
  * the NUL). Fails with R1D_EIO naming the path. */
 int r1d_read_file(const char *path, char **data, size_t *len, r1d_error *err);
 
+/* Walks the lines of text[0..len): the line at *pos (without its '\n') goes
+ * to *line and *n, *pos moves past it; 0 once the text is used up. A last
+ * line without '\n' counts; blank lines come back with *n == 0. */
+int r1d_next_line(const char *text, size_t len, size_t *pos, const char **line,
+                  size_t *n);
+
 /* Returns malloc'ed "dir/name" (NULL on allocation failure). */
 char *r1d_path_join(const char *dir, const char *name);
 

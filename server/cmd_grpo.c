@@ -366,13 +366,13 @@ static int load_general(const char *path, const r1d_template *tm,
   size_t len = 0;
   int rc = r1d_read_file(path, &text, &len, err);
   long line = 0;
-  for (char *c = text, *nl; rc == 0 && c && c < text + len; c = nl + 1) {
-    nl = memchr(c, '\n', (size_t)(text + len - c));
-    if (!nl) nl = text + len;
+  size_t pos = 0, n;
+  const char *c;
+  while (rc == 0 && r1d_next_line(text, len, &pos, &c, &n)) {
     line++;
-    if (nl == c) continue;
+    if (n == 0) continue;
     json_error_t je;
-    json_t *j = json_loadb(c, (size_t)(nl - c), 0, &je);
+    json_t *j = json_loadb(c, n, 0, &je);
     if (!json_is_object(j)) {
       json_decref(j);
       rc = r1d_fail(err, R1D_EINVAL, "%s:%ld: not a JSON object (%s)", path,

@@ -416,13 +416,13 @@ static int check_metrics(const char *path, r1d_error *err) {
   int rc = r1d_read_file(path, &text, &len, err);
   if (rc) return rc;
   long line = 0, rows = 0;
-  for (char *c = text, *nl; rc == 0 && c < text + len; c = nl + 1) {
-    nl = memchr(c, '\n', (size_t)(text + len - c));
-    if (!nl) nl = text + len;
+  size_t pos = 0, n;
+  const char *c;
+  while (rc == 0 && r1d_next_line(text, len, &pos, &c, &n)) {
     line++;
-    if (nl == c) continue;
+    if (n == 0) continue;
     json_error_t je;
-    json_t *j = json_loadb(c, (size_t)(nl - c), 0, &je);
+    json_t *j = json_loadb(c, n, 0, &je);
     if (!j) {
       rc = r1d_fail(err, R1D_ERANGE, "%s:%ld: not a finite JSON row (%s)", path,
                     line, je.text);

@@ -357,18 +357,17 @@ static int append_rows(const char *src, const char *dst, long *n,
   FILE *f = fopen(dst, "a");
   if (!f) rc = r1d_fail(err, R1D_EIO, "%s: cannot append", dst);
   long line = 0;
-  for (char *c = text, *nl; rc == 0 && c < text + len; c = nl + 1) {
-    nl = memchr(c, '\n', (size_t)(text + len - c));
-    if (!nl) nl = text + len;
+  size_t pos = 0, len_line;
+  const char *c;
+  while (rc == 0 && r1d_next_line(text, len, &pos, &c, &len_line)) {
     line++;
-    if (nl == c) continue;
-    json_t *j = json_loadb(c, (size_t)(nl - c), 0, NULL);
+    if (len_line == 0) continue;
+    json_t *j = json_loadb(c, len_line, 0, NULL);
     int ok = json_is_object(j);
     json_decref(j);
     if (!ok)
       rc = r1d_fail(err, R1D_EINVAL, "%s:%ld: not a JSON object", src, line);
-    else if (fwrite(c, 1, (size_t)(nl - c), f) != (size_t)(nl - c) ||
-             fputc('\n', f) == EOF)
+    else if (fwrite(c, 1, len_line, f) != len_line || fputc('\n', f) == EOF)
       rc = r1d_fail(err, R1D_EIO, "%s: write failed", dst);
     else
       (*n)++;

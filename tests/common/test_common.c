@@ -171,6 +171,30 @@ static void test_sha256_vectors(void **state) {
   free(a);
 }
 
+/* Lines with and without a final newline, blank ones, and an empty text. */
+static void test_next_line(void **state) {
+  (void)state;
+  const char text[] = "ab\n\nc";
+  size_t pos = 0, n;
+  const char *line;
+  assert_int_equal(r1d_next_line(text, 5, &pos, &line, &n), 1);
+  assert_int_equal(n, 2);
+  assert_memory_equal(line, "ab", 2);
+  assert_int_equal(r1d_next_line(text, 5, &pos, &line, &n), 1);
+  assert_int_equal(n, 0);
+  assert_int_equal(r1d_next_line(text, 5, &pos, &line, &n), 1);
+  assert_int_equal(n, 1);
+  assert_int_equal(line[0], 'c');
+  assert_int_equal(r1d_next_line(text, 5, &pos, &line, &n), 0);
+  pos = 0;
+  assert_int_equal(r1d_next_line("x\n", 2, &pos, &line, &n), 1);
+  assert_int_equal(n, 1);
+  assert_int_equal(r1d_next_line("x\n", 2, &pos, &line, &n), 0);
+  pos = 0;
+  assert_int_equal(r1d_next_line("", 0, &pos, &line, &n), 0);
+  assert_int_equal(r1d_next_line(NULL, 0, &pos, &line, &n), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fail_formats_message),
@@ -180,6 +204,7 @@ int main(void) {
       cmocka_unit_test(test_read_missing_names_file),
       cmocka_unit_test(test_write_into_missing_dir_fails),
       cmocka_unit_test(test_mkdir_p),
+      cmocka_unit_test(test_next_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
